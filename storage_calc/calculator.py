@@ -1,0 +1,311 @@
+"""One run: resolve the customers of a scope, then compute, write and record each of them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+import structlog
+
+from storage_calc import db
+from storage_calc.config import Settings
+from storage_calc.errors import NotFound, StorageCalcError
+from storage_calc.keys import customer_prefix, parse_int, space_prefix
+from storage_calc.listing import S3Client, list_pages
+from storage_calc.model import (
+    CustomerResult,
+    Location,
+    Outcome,
+    RunReport,
+    Scope,
+    Shard,
+)
+from storage_calc.rollup import Tally
+
+log = structlog.get_logger("storage_calc")
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every customer of a run shares."""
+
+    settings: Settings
+    database_url: str
+    s3: S3Client
+    pool: ThreadPoolExecutor
+    dry_run: bool
+
+
+class Database:
+    """The run's connection, opened again if a failure broke it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._conn = db.connect(url)
+
+    @property
+    def conn(self) -> db.Connection:
+        if self._conn.closed or self._conn.broken:
+            self._conn = db.connect(self.url)
+        return self._conn
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def run(
+    settings: Settings,
+    database_url: str,
+    s3: S3Client,
+    scope: Scope = Scope(),
+    shard: Shard | None = None,
+    dry_run: bool = False,
+) -> RunReport:
+    """Computes every customer of `scope` (and `shard`) and returns what happened.
+
+    A failure of one customer is recorded in its result and the run goes on with the next;
+    a failure before any customer is computed (database or bucket unreachable) is the report's
+    `error`. A dry run writes nothing, not even the run's history.
+    """
+    database = Database(database_url)
+    try:
+        started = db.server_now(database.conn)
+        run_id = (
+            None
+            if dry_run
+            else db.start_run(database.conn, started, str(scope), str(shard) if shard else None)
+        )
+        results: list[CustomerResult] = []
+        unattributed = (0, 0)
+        error = None
+        with ThreadPoolExecutor(settings.workers, thread_name_prefix="list") as pool:
+            job = Job(settings, database_url, s3, pool, dry_run)
+            try:
+                customers, unattributed = resolve_customers(job, database, scope, shard)
+                for customer in customers:
+                    result = compute_customer(job, database, customer, scope)
+                    if run_id is not None and result.outcome is Outcome.DONE:
+                        db.record_customer(database.conn, run_id, result)
+                    results.append(result)
+            except StorageCalcError as exc:
+                error = str(exc)
+        report = RunReport(
+            scope,
+            shard,
+            dry_run,
+            started,
+            db.server_now(database.conn),
+            tuple(results),
+            unattributed[0],
+            unattributed[1],
+            error,
+        )
+        if run_id is not None:
+            db.finish_run(database.conn, run_id, report)
+    finally:
+        database.close()
+    log.info(
+        "run_finished",
+        scope=str(scope),
+        shard=str(shard) if shard else None,
+        dry_run=dry_run,
+        outcome=report.outcome,
+        customers=len(report.customers),
+        failed=len(report.with_outcome(Outcome.FAILED)),
+        locked=len(report.with_outcome(Outcome.LOCKED)),
+        objects=report.objects,
+        bytes=report.bytes,
+        assets=report.assets,
+        orphans=report.orphan_objects,
+        orphan_bytes=report.orphan_bytes,
+        unattributed=report.unattributed,
+        changes=len(report.changes),
+        duration_s=round(report.duration_seconds, 3),
+        error=report.error,
+    )
+    return report
+
+
+def resolve_customers(
+    job: Job, database: Database, scope: Scope, shard: Shard | None
+) -> tuple[list[int], tuple[int, int]]:
+    """The customers a run computes, and the (objects, bytes) outside every customer's prefix.
+
+    For a run over everything these are the customers with registered assets or figures plus
+    those found on S3 (whose objects are all orphans); keys outside customer prefixes are
+    counted as unattributed only when the run covers every customer (no shard).
+    """
+    if scope.asset is not None:
+        customers = [scope.asset.customer]
+    elif scope.customer is not None:
+        customers = [scope.customer]
+    else:
+        found = set(db.all_customers(database.conn))
+        tallies: list[Future[Tally]] = []
+        for location in job.settings.locations:
+            for page in list_pages(job.s3, location.bucket, location.prefix, delimiter="/"):
+                if shard is None:
+                    tally = Tally({})
+                    tally.add(location.kind, location.bucket, location.prefix, page.objects)
+                    tallies.append(_done(tally))
+                for prefix in page.prefixes:
+                    customer = parse_int(prefix[len(location.prefix) : -1])
+                    if customer is not None:
+                        found.add(customer)
+                    elif shard is None:
+                        tallies.append(job.pool.submit(tally_prefix, job.s3, location, prefix, {}))
+        outside = Tally({})
+        for future in tallies:
+            outside.merge(future.result())
+        return (
+            sorted(c for c in found if shard is None or shard.includes(c)),
+            (outside.objects, outside.bytes),
+        )
+    return [c for c in customers if shard is None or shard.includes(c)], (0, 0)
+
+
+def _done(tally: Tally) -> Future[Tally]:
+    future: Future[Tally] = Future()
+    future.set_result(tally)
+    return future
+
+
+def compute_customer(job: Job, database: Database, customer: int, scope: Scope) -> CustomerResult:
+    """Lists, attributes and writes one customer's scope under its advisory lock."""
+    began = time.monotonic()
+    space = scope.asset.space if scope.asset else scope.space
+    asset_id = scope.asset.id if scope.asset else None
+    bound = log.bind(customer=customer, space=space, asset=asset_id)
+    conn = database.conn
+    if not db.try_lock_customer(conn, customer):
+        bound.warning("customer_locked", reason="another run is computing this customer")
+        return CustomerResult(customer, Outcome.LOCKED, error="locked by another run")
+    flagged = False
+    try:
+        checked = db.server_now(conn)
+        registry = db.read_registry(conn, customer, space, asset_id)
+        if asset_id is not None and asset_id not in registry:
+            raise NotFound(f'asset {asset_id} is not registered in "Images"')
+        if not job.dry_run:
+            db.set_in_progress(conn, True, customer, space, asset_id)
+            flagged = True
+        tally = list_customer(job, customer, scope, registry)
+        changes = db.write_customer(
+            conn, customer, space, asset_id, tally.asset_rows(), checked, job.dry_run
+        )
+        result = CustomerResult(
+            customer,
+            Outcome.DONE,
+            tally.objects,
+            tally.bytes,
+            len(registry),
+            tally.unattributed_objects,
+            tally.unattributed_bytes,
+            tally.space_orphans(),
+            changes,
+        )
+    except StorageCalcError as exc:
+        if flagged:
+            clear_flags(database, customer, space, asset_id)
+        result = CustomerResult(customer, Outcome.FAILED, error=str(exc))
+    finally:
+        release(database, customer)
+    bound.info(
+        "customer_calculated",
+        outcome=result.outcome.value,
+        objects=result.objects,
+        bytes=result.bytes,
+        assets=result.assets,
+        orphans=result.orphan_objects,
+        orphan_bytes=result.orphan_bytes,
+        unattributed=result.unattributed_objects,
+        changes=len(result.changes),
+        duration_s=round(time.monotonic() - began, 3),
+        error=result.error,
+    )
+    return result
+
+
+def clear_flags(database: Database, customer: int, space: int | None, asset: str | None) -> None:
+    """Clears `CheckingInProgress` after a failure, on a new connection if the old one broke."""
+    try:
+        db.set_in_progress(database.conn, False, customer, space, asset)
+    except StorageCalcError as exc:
+        log.error("flags_not_cleared", customer=customer, error=str(exc))
+
+
+def release(database: Database, customer: int) -> None:
+    """Releases the customer's lock; a broken connection has released it already."""
+    try:
+        db.unlock_customer(database.conn, customer)
+    except StorageCalcError as exc:
+        log.warning("unlock_failed", customer=customer, error=str(exc))
+
+
+def list_customer(job: Job, customer: int, scope: Scope, registry: dict[str, int]) -> Tally:
+    """Lists a customer's scope in every location, one paginated walk per space, in parallel."""
+    tally = Tally(registry)
+    if scope.asset is not None:
+        for location in job.settings.locations:
+            tally.merge(tally_asset(job.s3, location, scope.asset.id, registry))
+        return tally
+    futures: list[Future[Tally]] = []
+    try:
+        for location, prefix in prefixes_to_list(job, tally, customer, scope.space):
+            futures.append(job.pool.submit(tally_prefix, job.s3, location, prefix, registry))
+        wait(futures, return_when=FIRST_EXCEPTION)
+        for future in futures:
+            tally.merge(future.result())
+    finally:
+        for future in futures:
+            future.cancel()
+    return tally
+
+
+def prefixes_to_list(
+    job: Job, tally: Tally, customer: int, space: int | None
+) -> Iterator[tuple[Location, str]]:
+    """The prefixes to list for a customer (each of its spaces) or one space, per location.
+
+    Objects directly under the customer prefix, outside any space, go into `tally` as they are
+    found.
+    """
+    for location in job.settings.locations:
+        if space is not None:
+            yield location, location.prefix + space_prefix(customer, space)
+            continue
+        top = location.prefix + customer_prefix(customer)
+        for page in list_pages(job.s3, location.bucket, top, delimiter="/"):
+            tally.add(location.kind, location.bucket, location.prefix, page.objects)
+            for prefix in page.prefixes:
+                yield location, prefix
+
+
+def tally_prefix(s3: S3Client, location: Location, prefix: str, registry: dict[str, int]) -> Tally:
+    """Attributes every object under `prefix` as its pages stream in."""
+    tally = Tally(registry)
+    for page in list_pages(s3, location.bucket, prefix):
+        tally.add(location.kind, location.bucket, location.prefix, page.objects)
+    return tally
+
+
+def tally_asset(s3: S3Client, location: Location, asset_id: str, registry: dict[str, int]) -> Tally:
+    """The objects of one asset: its exact key and everything under `id/`.
+
+    The exact key sorts first among keys that start with it, so one key of a listing at the
+    id is enough, and the cost does not depend on how many siblings share the id's prefix.
+    """
+    tally = Tally(registry)
+    exact = location.prefix + asset_id
+    first = next(list_pages(s3, location.bucket, exact, max_keys=1))
+    tally.add(
+        location.kind,
+        location.bucket,
+        location.prefix,
+        [(key, size) for key, size in first.objects if key == exact],
+    )
+    for page in list_pages(s3, location.bucket, exact + "/"):
+        tally.add(location.kind, location.bucket, location.prefix, page.objects)
+    return tally

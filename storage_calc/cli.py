@@ -1,0 +1,367 @@
+"""The `storage-calc` command: a thin shell over the library.
+
+Only this module knows about click and exit codes: 0 done, 1 a scope failed (or not found),
+2 bad usage or configuration, 75 every requested scope was locked by another run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import click
+
+from storage_calc import calculator, db, embedded, jsonld, logs
+from storage_calc.config import (
+    DEFAULT_API_BASE_URL,
+    DEFAULT_STORAGE_BUCKET,
+    DEFAULT_THUMBS_BUCKET,
+    DEFAULT_WORKERS,
+    Settings,
+    parse_base_url,
+    parse_location,
+    parse_shard,
+)
+from storage_calc.errors import ConfigError, StorageCalcError
+from storage_calc.keys import INT4_MAX, parse_asset_id
+from storage_calc.listing import make_s3_client
+from storage_calc.model import AssetKey, LocationKind, Outcome, RunReport, Scope
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_LOCKED = 75
+
+CUSTOMER = click.IntRange(0, INT4_MAX)
+SPACE = click.IntRange(1, INT4_MAX)
+
+
+class Failure(click.ClickException):
+    """One `Error: ...` line on stderr and the contract's exit code."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@contextlib.contextmanager
+def reported() -> Iterator[None]:
+    """Library errors become one line on stderr: configuration errors exit 2, the rest 1."""
+    try:
+        yield
+    except ConfigError as exc:
+        raise Failure(str(exc), EXIT_USAGE) from exc
+    except StorageCalcError as exc:
+        raise Failure(str(exc)) from exc
+
+
+class ParsedParam(click.ParamType):
+    """A ParamType over one of the library's parsers, failing with exit 2 on a ConfigError."""
+
+    def __init__(self, name: str, parse: Callable[[str], Any]) -> None:
+        self.name = name
+        self.parse = parse
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return self.parse(value)
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _parse_asset(text: str) -> AssetKey:
+    key = parse_asset_id(text)
+    if key is None:
+        raise ConfigError(
+            f"{text!r} is not an asset id: expected CUSTOMER/SPACE/ID, such as 2/5/my-asset"
+        )
+    return key
+
+
+ASSET = ParsedParam("C/S/ID", _parse_asset)
+SHARD = ParsedParam("I/N", parse_shard)
+
+
+def option(*decls: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A click option that can also come from STORAGE_CALC_<NAME>, shown in --help."""
+    name = max(decls, key=len).lstrip("-").split("/")[0].upper().replace("-", "_")
+    return click.option(*decls, envvar=f"STORAGE_CALC_{name}", show_envvar=True, **kwargs)
+
+
+def database_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return option(
+        "--database-url",
+        metavar="URL",
+        help="PostgreSQL connection URL. Unset: an embedded PostgreSQL in a per-user data "
+        "directory, started on demand.",
+    )(f)
+
+
+def api_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return option(
+        "--api-base-url",
+        default=DEFAULT_API_BASE_URL,
+        show_default=True,
+        metavar="URL",
+        type=ParsedParam("URL", parse_base_url),
+        help="Base of the resources' @id and @context.",
+    )(f)
+
+
+def s3_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for decorator in reversed(
+        [
+            option(
+                "--storage-bucket",
+                default=DEFAULT_STORAGE_BUCKET,
+                show_default=True,
+                metavar="BUCKET[/PREFIX/]",
+                type=ParsedParam(
+                    "BUCKET[/PREFIX/]", lambda t: parse_location(t, LocationKind.ARTEFACT)
+                ),
+                help="Where the artefacts are.",
+            ),
+            option(
+                "--thumbs-bucket",
+                default=DEFAULT_THUMBS_BUCKET,
+                show_default=True,
+                metavar="BUCKET[/PREFIX/]",
+                type=ParsedParam(
+                    "BUCKET[/PREFIX/]", lambda t: parse_location(t, LocationKind.THUMBNAIL)
+                ),
+                help="Where the thumbnails are.",
+            ),
+            option(
+                "--workers",
+                default=DEFAULT_WORKERS,
+                show_default=True,
+                type=click.IntRange(1, 256),
+                help="Prefixes listed at once.",
+            ),
+        ]
+    ):
+        f = decorator(f)
+    return f
+
+
+def settings_from(params: dict[str, Any]) -> Settings:
+    locations = tuple(params[k] for k in ("storage_bucket", "thumbs_bucket") if k in params)
+    return Settings(
+        database_url=params.get("database_url"),
+        **({"locations": locations} if locations else {}),
+        api_base_url=params.get("api_base_url", DEFAULT_API_BASE_URL),
+        workers=params.get("workers", DEFAULT_WORKERS),
+    )
+
+
+def database_url(settings: Settings) -> str:
+    return settings.database_url or embedded.start()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="storage-calc")
+def cli() -> None:
+    """Recompute the storage figures of a digital asset platform from its S3 listings.
+
+    Every option can also be set with an environment variable STORAGE_CALC_<OPTION>. S3
+    endpoint, region and credentials come from boto3's own configuration (AWS_ENDPOINT_URL_S3,
+    AWS_PROFILE, ...).
+    """
+    logs.configure()
+
+
+@cli.group("db")
+def db_group() -> None:
+    """Manage the database schema."""
+
+
+@db_group.command("migrate")
+@database_option
+def migrate(**params: Any) -> None:
+    """Create whatever tables, indexes and policies are missing. Idempotent; drops nothing.
+
+    \b
+    Example:
+        storage-calc db migrate --database-url postgresql://calc@db/platform
+    """
+    with reported():
+        conn = db.connect(database_url(settings_from(params)))
+        with conn:
+            db.migrate(conn)
+    click.echo("schema is up to date", err=True)
+
+
+@cli.command("run")
+@option("--customer", type=CUSTOMER, help="Only this customer.")
+@option("--space", type=SPACE, help="Only this space of --customer.")
+@option(
+    "--asset",
+    type=ASSET,
+    metavar="C/S/ID",
+    help="Only this asset; its space and customer totals are refreshed.",
+)
+@option("--shard", type=SHARD, metavar="I/N", help="Only customers whose id modulo N is I.")
+@option(
+    "--dry-run",
+    is_flag=True,
+    help="Compute and print what would change as JSON lines; write nothing.",
+)
+@database_option
+@s3_options
+def run_command(
+    customer: int | None,
+    space: int | None,
+    asset: AssetKey | None,
+    shard: Any,
+    dry_run: bool,
+    **params: Any,
+) -> None:
+    """Compute the figures of every customer, or of one customer, space or asset.
+
+    Exits 0 when done, 1 when any customer failed (each named on stderr), 2 on bad usage and
+    75 when every requested customer was locked by another run.
+
+    \b
+    Examples:
+        storage-calc run
+        storage-calc run --customer 2 --space 5 --dry-run
+        storage-calc run --asset 2/5/my-asset
+        storage-calc run --shard 0/4
+    """
+    scope = scope_of(customer, space, asset, shard)
+    settings = settings_from(params)
+    with reported():
+        report = calculator.run(
+            settings,
+            database_url(settings),
+            make_s3_client(settings.workers),
+            scope,
+            shard,
+            dry_run,
+        )
+    if dry_run:
+        for change in report.changes:
+            click.echo(json.dumps(change.as_json()))
+    exit_with(report)
+
+
+def scope_of(customer: int | None, space: int | None, asset: AssetKey | None, shard: Any) -> Scope:
+    if asset is not None and (customer is not None or space is not None):
+        raise click.UsageError("--asset cannot be combined with --customer or --space")
+    if space is not None and customer is None:
+        raise click.UsageError("--space needs --customer")
+    if shard is not None and (customer is not None or asset is not None):
+        raise click.UsageError("--shard applies to runs over all customers only")
+    return Scope(customer, space, asset)
+
+
+def exit_with(report: RunReport) -> None:
+    failed = report.with_outcome(Outcome.FAILED)
+    for result in failed:
+        click.echo(f"Error: customer {result.customer}: {result.error}", err=True)
+    if report.error:
+        raise Failure(report.error)
+    if failed:
+        raise Failure(f"{len(failed)} of {len(report.customers)} customers failed")
+    if report.outcome == "locked":
+        raise Failure("every requested customer is being computed by another run", EXIT_LOCKED)
+
+
+@cli.group("show")
+def show() -> None:
+    """Print a storage resource as the platform's API documents it."""
+
+
+def print_resource(resource: dict[str, Any] | None, what: str) -> None:
+    if resource is None:
+        raise Failure(f"{what} not found")
+    click.echo(jsonld.render(resource))
+
+
+@show.command("customer")
+@click.argument("customer", type=CUSTOMER)
+@option("--space", type=click.IntRange(0, INT4_MAX), default=0, help="A space; 0 is the customer.")
+@database_option
+@api_option
+def show_customer(customer: int, space: int, **params: Any) -> None:
+    """Print the CustomerStorage of a customer (or of one of its spaces).
+
+    \b
+    Example:
+        storage-calc show customer 2 --space 5
+    """
+    settings = settings_from(params)
+    with reported(), db.connect(database_url(settings)) as conn:
+        row = db.customer_storage(conn, customer, space)
+    what = f"customer {customer}" + (f" space {space}" if space else "")
+    print_resource(
+        row and jsonld.customer_storage(row, settings.api_base_url), f"storage figures of {what}"
+    )
+
+
+@show.command("asset")
+@click.argument("asset", type=ASSET, metavar="C/S/ID")
+@database_option
+@api_option
+def show_asset(asset: AssetKey, **params: Any) -> None:
+    """Print the ImageStorage of an asset.
+
+    \b
+    Example:
+        storage-calc show asset 2/5/my-asset
+    """
+    settings = settings_from(params)
+    with reported(), db.connect(database_url(settings)) as conn:
+        row = db.image_storage(conn, asset.customer, asset.space, asset.id)
+    print_resource(
+        row and jsonld.image_storage(row, settings.api_base_url),
+        f"storage figures of asset {asset.id}",
+    )
+
+
+@show.command("policy")
+@click.argument("policy")
+@database_option
+@api_option
+def show_policy(policy: str, **params: Any) -> None:
+    """Print a StoragePolicy.
+
+    \b
+    Example:
+        storage-calc show policy default
+    """
+    settings = settings_from(params)
+    with reported(), db.connect(database_url(settings)) as conn:
+        row = db.storage_policy(conn, policy)
+    print_resource(
+        row and jsonld.storage_policy(row, settings.api_base_url), f"storage policy {policy!r}"
+    )
+
+
+@cli.command("demo")
+@database_option
+@api_option
+@s3_options
+def demo_command(**params: Any) -> None:
+    """Run the whole job on embedded services and print what it computed.
+
+    Starts a local S3 endpoint on 127.0.0.1 with a small sample (customer 2, spaces 5 and 7),
+    registers the sample's assets, runs the calculator over HTTP and prints the customer, space
+    and asset resources. The figures stay in the database, so `storage-calc show customer 2`
+    works afterwards; the S3 endpoint stops when the demo ends.
+    """
+    from storage_calc import demo
+
+    settings = settings_from(params)
+    with reported():
+        report, resources = demo.run_demo(settings, database_url(settings))
+    for resource in resources:
+        click.echo(jsonld.render(resource))
+    exit_with(report)
+
+
+def main() -> None:
+    cli(prog_name="storage-calc")

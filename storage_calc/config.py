@@ -1,0 +1,63 @@
+"""Settings and the parsers of their textual forms; reads no environment itself."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from storage_calc.errors import ConfigError
+from storage_calc.model import Location, LocationKind, Shard
+
+DEFAULT_STORAGE_BUCKET = "dlcs-storage"
+DEFAULT_THUMBS_BUCKET = "dlcs-thumbs"
+DEFAULT_API_BASE_URL = "https://api.dlcs.example"
+DEFAULT_WORKERS = 8
+
+# S3's rules for bucket names: 3 to 63 lowercase letters, digits, dots and hyphens.
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs besides its scope; `database_url` None means the embedded server."""
+
+    database_url: str | None = None
+    locations: tuple[Location, ...] = (
+        Location(DEFAULT_STORAGE_BUCKET, "", LocationKind.ARTEFACT),
+        Location(DEFAULT_THUMBS_BUCKET, "", LocationKind.THUMBNAIL),
+    )
+    api_base_url: str = DEFAULT_API_BASE_URL
+    workers: int = DEFAULT_WORKERS
+
+
+def parse_location(text: str, kind: LocationKind) -> Location:
+    """`bucket` or `bucket/prefix/` as a Location; a prefix always ends in `/`."""
+    bucket, _, prefix = text.partition("/")
+    if not _BUCKET_NAME.fullmatch(bucket):
+        raise ConfigError(
+            f"{text!r} is not 'bucket' or 'bucket/prefix/': "
+            f"{bucket!r} is not a valid S3 bucket name"
+        )
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    if prefix.startswith("/") or "//" in prefix:
+        raise ConfigError(f"{text!r} has an empty segment in its prefix")
+    return Location(bucket, prefix, kind)
+
+
+def parse_shard(text: str) -> Shard:
+    """`I/N` with 0 <= I < N."""
+    match = re.fullmatch(r"(\d+)/(\d+)", text.strip())
+    if match is None:
+        raise ConfigError(f"{text!r} is not a shard: expected I/N, such as 0/4")
+    index, count = int(match[1]), int(match[2])
+    if count < 1 or index >= count:
+        raise ConfigError(f"shard {text!r} is out of range: I must be between 0 and N-1")
+    return Shard(index, count)
+
+
+def parse_base_url(text: str) -> str:
+    """An http(s) base URL without its trailing slash."""
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", text):
+        raise ConfigError(f"{text!r} is not an http(s) URL")
+    return text.rstrip("/")

@@ -1,0 +1,277 @@
+"""PostgreSQL: the only module that imports psycopg. Queries live in sql/*.sql."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import psycopg
+from psycopg.rows import class_row
+
+from storage_calc.errors import DatabaseError
+from storage_calc.model import (
+    CustomerResult,
+    CustomerStorageRow,
+    Figures,
+    ImageStorageRow,
+    RunReport,
+    ScopeChange,
+    StoragePolicyRow,
+)
+
+Connection = psycopg.Connection[Any]
+
+# The first key of every advisory lock the job takes: the platform's own locks, if any, use
+# other namespaces, so a customer id can never collide with them.
+LOCK_NAMESPACE = 0x7374636C  # "stcl"
+
+STATEMENT_TIMEOUT_MS = 15 * 60 * 1000
+CONNECT_TIMEOUT_S = 10
+
+
+@cache
+def queries() -> dict[str, str]:
+    """The named queries of sql/queries.sql, by name."""
+    text = resources.files("storage_calc").joinpath("sql/queries.sql").read_text("utf-8")
+    blocks = re.split(r"^-- name: (\w+)\n", text, flags=re.MULTILINE)[1:]
+    return {name: body.strip() for name, body in zip(blocks[::2], blocks[1::2], strict=True)}
+
+
+def schema_sql() -> str:
+    return resources.files("storage_calc").joinpath("sql/schema.sql").read_text("utf-8")
+
+
+@contextlib.contextmanager
+def translated(action: str) -> Iterator[None]:
+    """Turns psycopg's errors into a one-line DatabaseError saying what was being done."""
+    try:
+        yield
+    except psycopg.errors.UndefinedTable as exc:
+        raise DatabaseError(
+            f"{action}: {_first_line(exc)}; run 'storage-calc db migrate' first"
+        ) from exc
+    except psycopg.Error as exc:
+        raise DatabaseError(f"{action}: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def connect(url: str) -> Connection:
+    """An autocommit connection: every write runs in an explicit `transaction()` block.
+
+    A statement timeout bounds every statement, so a lock held by someone else cannot make the
+    job hang forever.
+    """
+    with translated("cannot connect to the database"):
+        return psycopg.connect(
+            url,
+            autocommit=True,
+            connect_timeout=CONNECT_TIMEOUT_S,
+            application_name="storage-calc",
+            options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+        )
+
+
+def execute(conn: Connection, name: str, **params: Any) -> psycopg.Cursor[Any]:
+    return conn.execute(queries()[name], params)
+
+
+def migrate(conn: Connection) -> None:
+    """Creates whatever of the schema is missing; safe to run again and concurrently."""
+    with translated("migrating the schema failed"), conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_NAMESPACE,))
+        conn.execute(schema_sql())
+
+
+def server_now(conn: Connection) -> datetime:
+    with translated("reading the database clock failed"):
+        row = execute(conn, "server_now").fetchone()
+    assert row is not None
+    return row[0]  # type: ignore[no-any-return]
+
+
+def all_customers(conn: Connection) -> list[int]:
+    with translated("reading the customers failed"):
+        return [row[0] for row in execute(conn, "all_customers")]
+
+
+def read_registry(
+    conn: Connection, customer: int, space: int | None = None, asset: str | None = None
+) -> dict[str, int]:
+    """The registered assets of a scope: id -> space."""
+    with translated(f"reading the assets of customer {customer} failed"):
+        rows = execute(conn, "registry", customer=customer, space=space, asset=asset)
+        return {asset_id: asset_space for asset_id, asset_space in rows}
+
+
+def try_lock_customer(conn: Connection, customer: int) -> bool:
+    with translated(f"locking customer {customer} failed"):
+        row = execute(conn, "try_lock_customer", namespace=LOCK_NAMESPACE, customer=customer)
+        return bool(row.fetchone()[0])  # type: ignore[index]
+
+
+def unlock_customer(conn: Connection, customer: int) -> None:
+    with translated(f"unlocking customer {customer} failed"):
+        execute(conn, "unlock_customer", namespace=LOCK_NAMESPACE, customer=customer)
+
+
+def set_in_progress(
+    conn: Connection, in_progress: bool, customer: int, space: int | None, asset: str | None
+) -> None:
+    """Sets `CheckingInProgress` of a scope's assets, committed at once so readers see it."""
+    with translated(f"flagging customer {customer} failed"), conn.transaction():
+        execute(
+            conn,
+            "set_in_progress",
+            in_progress=in_progress,
+            customer=customer,
+            space=space,
+            asset=asset,
+        )
+
+
+def _figures(row: CustomerStorageRow) -> Figures:
+    return Figures(
+        row.number_of_stored_images, row.total_size_of_stored_images, row.total_size_of_thumbnails
+    )
+
+
+def _customer_rows(conn: Connection, customer: int) -> dict[int, Figures]:
+    with conn.cursor(row_factory=class_row(CustomerStorageRow)) as cur:
+        cur.execute(queries()["customer_rows"], {"customer": customer})
+        return {row.space: _figures(row) for row in cur}
+
+
+def write_customer(
+    conn: Connection,
+    customer: int,
+    space: int | None,
+    asset: str | None,
+    asset_rows: Iterable[tuple[str, int, int, int]],
+    checked: datetime,
+    dry_run: bool,
+) -> tuple[ScopeChange, ...]:
+    """Writes a scope's figures in one transaction and returns the rows whose figures changed.
+
+    `asset_rows` are (id, space, size, thumbnail size). The assets are staged with COPY, then
+    ImageStorage, the space rows and the customer row are rewritten with set-based statements,
+    so a reader sees the customer before or after, never half-written. A dry run does all of it
+    and rolls back.
+    """
+    params = {"customer": customer, "space": space, "asset": asset, "checked": checked}
+    with (
+        translated(f"writing the figures of customer {customer} failed"),
+        conn.transaction(force_rollback=dry_run),
+    ):
+        before = _customer_rows(conn, customer)
+        execute(conn, "create_figures")
+        with conn.cursor().copy(queries()["copy_figures"]) as copy:
+            for row in asset_rows:
+                copy.write_row(row)
+        for name in (
+            "upsert_image_storage",
+            "delete_unregistered",
+            "upsert_space_rows",
+            "upsert_customer_row",
+        ):
+            execute(conn, name, **params)
+        after = _customer_rows(conn, customer)
+    return tuple(
+        ScopeChange(customer, s, before.get(s, Figures()), figures)
+        for s, figures in sorted(after.items())
+        if before.get(s) != figures
+    )
+
+
+def start_run(conn: Connection, started: datetime, scope: str, shard: str | None) -> int:
+    with translated("recording the run failed"):
+        row = execute(conn, "insert_run", started=started, scope=scope, shard=shard).fetchone()
+    assert row is not None
+    return row[0]  # type: ignore[no-any-return]
+
+
+def record_customer(conn: Connection, run_id: int, result: CustomerResult) -> None:
+    """Records the changes and orphans one customer's computation found."""
+    with (
+        translated(f"recording the history of customer {result.customer} failed"),
+        conn.transaction(),
+    ):
+        for change in result.changes:
+            execute(
+                conn,
+                "insert_change",
+                run_id=run_id,
+                customer=change.customer,
+                space=change.space,
+                images_before=change.before.number_of_stored_images,
+                images_after=change.after.number_of_stored_images,
+                size_before=change.before.total_size_of_stored_images,
+                size_after=change.after.total_size_of_stored_images,
+                thumbnails_before=change.before.total_size_of_thumbnails,
+                thumbnails_after=change.after.total_size_of_thumbnails,
+            )
+        for orphan in result.orphans:
+            execute(
+                conn,
+                "insert_orphans",
+                run_id=run_id,
+                customer=orphan.customer,
+                space=orphan.space,
+                objects=orphan.objects,
+                bytes=orphan.bytes,
+                assets=orphan.assets,
+                examples=list(orphan.examples),
+            )
+
+
+def finish_run(conn: Connection, run_id: int, report: RunReport) -> None:
+    with translated("recording the end of the run failed"):
+        execute(
+            conn,
+            "finish_run",
+            run_id=run_id,
+            outcome=report.outcome,
+            objects=report.objects,
+            bytes=report.bytes,
+            assets=report.assets,
+            orphans=report.orphan_objects,
+            unattributed=report.unattributed,
+            error=report.error,
+        )
+
+
+def customer_storage(conn: Connection, customer: int, space: int) -> CustomerStorageRow | None:
+    with (
+        translated("reading CustomerStorage failed"),
+        conn.cursor(row_factory=class_row(CustomerStorageRow)) as cur,
+    ):
+        return cur.execute(
+            queries()["customer_storage"], {"customer": customer, "space": space}
+        ).fetchone()
+
+
+def image_storage(
+    conn: Connection, customer: int, space: int, asset_id: str
+) -> ImageStorageRow | None:
+    with (
+        translated("reading ImageStorage failed"),
+        conn.cursor(row_factory=class_row(ImageStorageRow)) as cur,
+    ):
+        return cur.execute(
+            queries()["image_storage"], {"id": asset_id, "customer": customer, "space": space}
+        ).fetchone()
+
+
+def storage_policy(conn: Connection, policy: str) -> StoragePolicyRow | None:
+    with (
+        translated("reading StoragePolicies failed"),
+        conn.cursor(row_factory=class_row(StoragePolicyRow)) as cur,
+    ):
+        return cur.execute(queries()["storage_policy"], {"id": policy}).fetchone()

@@ -1,0 +1,26 @@
+"""The exceptions the library raises; `cli` maps each to an exit code (CONTRACT §5)."""
+
+from __future__ import annotations
+
+
+class StorageCalcError(Exception):
+    """storage-calc failed."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.__doc__)
+
+
+class ConfigError(StorageCalcError):
+    """The configuration is invalid (exit 2)."""
+
+
+class NotFound(StorageCalcError):
+    """No such customer, space, asset or policy (exit 1)."""
+
+
+class DatabaseError(StorageCalcError):
+    """The database could not be reached or refused a statement (exit 1)."""
+
+
+class ListingError(StorageCalcError):
+    """An S3 listing failed after retries (exit 1)."""

@@ -1,0 +1,62 @@
+"""The key grammar of CONTRACT §2.1: which asset, if any, owns an object key.
+
+An attributable key, after its location's prefix, is `{customer}/{space}/{asset}` or
+`{customer}/{space}/{asset}/{rest}`. Customer and space are canonical decimal integers (no sign,
+no leading zeros, within PostgreSQL `int`), space is never 0, and the asset is the rest of the
+third segment, raw, never URL-decoded.
+"""
+
+from __future__ import annotations
+
+from storage_calc.model import AssetKey
+
+INT4_MAX = 2**31 - 1
+
+
+def parse_int(text: str) -> int | None:
+    """`text` as a non-negative `int4` written canonically, else None."""
+    if not text.isascii() or not text.isdigit() or (len(text) > 1 and text[0] == "0"):
+        return None
+    value = int(text)
+    return value if value <= INT4_MAX else None
+
+
+def owner_id(key: str) -> str | None:
+    """The id (`c/s/asset`) of the asset that would own `key`, or None if it is unattributable.
+
+    `key` is relative to its location's prefix. The id is always a prefix of the key, so an
+    asset `foo` owns `2/5/foo` and `2/5/foo/...` but never `2/5/foo-2` or `2/5/foobar`.
+    """
+    parts = key.split("/", 3)
+    if len(parts) < 3 or not parts[2]:
+        return None
+    space = parse_int(parts[1])
+    if space is None or space == 0 or parse_int(parts[0]) is None:
+        return None
+    return f"{parts[0]}/{parts[1]}/{parts[2]}"
+
+
+def parse_key(key: str) -> AssetKey | None:
+    """The `AssetKey` that would own `key` (relative to its location's prefix), or None."""
+    asset_id = owner_id(key)
+    if asset_id is None:
+        return None
+    customer, space, asset = asset_id.split("/", 2)
+    return AssetKey(int(customer), int(space), asset)
+
+
+def parse_asset_id(text: str) -> AssetKey | None:
+    """An asset id as operators write it (`C/S/ID`, the asset without `/`), or None."""
+    key = parse_key(text)
+    if key is None or key.id != text:
+        return None
+    return key
+
+
+def customer_prefix(customer: int) -> str:
+    """The prefix of everything `customer` stores: `1/`, never `1`, which would list `10`."""
+    return f"{customer}/"
+
+
+def space_prefix(customer: int, space: int) -> str:
+    return f"{customer}/{space}/"

@@ -1,0 +1,112 @@
+"""S3 listings: the one place that makes a boto3 client and walks ListObjectsV2 pages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import botocore.session
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+)
+
+from storage_calc.errors import ListingError
+
+S3Client = Any  # boto3 clients are generated at run time; there is no importable class.
+
+# botocore's default is the "legacy" mode with 5 attempts; listing a large bucket outlasts
+# throttling storms only with more attempts and the standard mode's jittered backoff.
+RETRIES = {"mode": "standard", "total_max_attempts": 10}
+
+
+@dataclass(frozen=True)
+class Page:
+    """One ListObjectsV2 response: (key, size) pairs and, with a delimiter, common prefixes."""
+
+    objects: list[tuple[str, int]]
+    prefixes: list[str]
+
+
+def make_s3_client(max_connections: int) -> S3Client:
+    """An S3 client from boto3's own configuration chain (AWS_ENDPOINT_URL_S3, AWS_PROFILE, ...).
+
+    It leaves `LastModified` as text: parsing a datetime for every listed key is close to half
+    of botocore's work per key, and the job never reads it.
+    """
+    session = botocore.session.Session()
+    session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
+    config = Config(
+        retries=RETRIES,
+        max_pool_connections=max_connections,
+        connect_timeout=10,
+        read_timeout=60,
+    )
+    return boto3.Session(botocore_session=session).client("s3", config=config)
+
+
+def list_pages(
+    client: S3Client, bucket: str, prefix: str, delimiter: str | None = None, max_keys: int = 1000
+) -> Iterator[Page]:
+    """Every page of objects under `prefix`, following continuation tokens.
+
+    botocore URL-decodes keys exactly once because it sets `EncodingType=url` itself. A page
+    that says it is truncated but gives no new token is an error, never the end of the listing
+    (botocore's paginator would stop there silently).
+    """
+    request: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": max_keys}
+    if delimiter:
+        request["Delimiter"] = delimiter
+    seen_tokens: set[str] = set()
+    while True:
+        response = call_s3(client.list_objects_v2, request, f"s3://{bucket}/{prefix}")
+        yield Page(
+            [(o["Key"], o["Size"]) for o in response.get("Contents", ())],
+            [p["Prefix"] for p in response.get("CommonPrefixes", ())],
+        )
+        if not response.get("IsTruncated"):
+            return
+        token = response.get("NextContinuationToken")
+        if not token or token in seen_tokens:
+            raise ListingError(
+                f"listing s3://{bucket}/{prefix} was truncated without a new continuation token"
+            )
+        seen_tokens.add(token)
+        request["ContinuationToken"] = token
+
+
+def call_s3(operation: Any, request: dict[str, Any], where: str) -> dict[str, Any]:
+    """`operation(**request)`, with boto3's failures turned into one-line ListingErrors."""
+    try:
+        return operation(**request)  # type: ignore[no-any-return]
+    except NoCredentialsError as exc:
+        raise ListingError(
+            "no AWS credentials found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY"
+        ) from exc
+    except (EndpointConnectionError, ConnectTimeoutError) as exc:
+        raise ListingError(f"cannot reach S3 for {where}: {exc}") from exc
+    except ClientError as exc:
+        raise ListingError(describe_client_error(exc, where)) from exc
+    except BotoCoreError as exc:
+        raise ListingError(f"listing {where} failed: {exc}") from exc
+
+
+def describe_client_error(exc: ClientError, where: str) -> str:
+    error = exc.response.get("Error", {})
+    code = error.get("Code", "")
+    bucket = where.removeprefix("s3://").split("/", 1)[0]
+    if code == "NoSuchBucket":
+        return f"bucket {bucket!r} does not exist (check --storage-bucket / --thumbs-bucket)"
+    if code in ("AccessDenied", "403", "AllAccessDisabled"):
+        return f"access denied listing {where}: the credentials need s3:ListBucket on {bucket!r}"
+    if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"):
+        return f"S3 refused the credentials ({code}) listing {where}"
+    message = error.get("Message") or str(exc)
+    return f"listing {where} failed after retries: {code} {message}".strip()

@@ -1,0 +1,257 @@
+"""Plain values shared by every layer: no I/O, no third-party imports."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class LocationKind(enum.Enum):
+    ARTEFACT = "artefact"
+    THUMBNAIL = "thumbnail"
+
+
+@dataclass(frozen=True)
+class Location:
+    """A bucket and key prefix ("" or ending in "/") holding one kind of object."""
+
+    bucket: str
+    prefix: str
+    kind: LocationKind
+
+    def __str__(self) -> str:
+        return f"{self.bucket}/{self.prefix}" if self.prefix else self.bucket
+
+
+@dataclass(frozen=True, order=True)
+class AssetKey:
+    """The identity of a registered asset; `id` is the `"Images"."Id"` and its storage key."""
+
+    customer: int
+    space: int
+    asset: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.customer}/{self.space}/{self.asset}"
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a run computes: every customer, one customer, one space or one asset."""
+
+    customer: int | None = None
+    space: int | None = None
+    asset: AssetKey | None = None
+
+    def __str__(self) -> str:
+        if self.asset is not None:
+            return f"asset {self.asset.id}"
+        if self.space is not None:
+            return f"customer {self.customer} space {self.space}"
+        if self.customer is not None:
+            return f"customer {self.customer}"
+        return "all"
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Customers whose id modulo `count` equals `index`."""
+
+    index: int
+    count: int
+
+    def includes(self, customer: int) -> bool:
+        return customer % self.count == self.index
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+@dataclass(frozen=True)
+class Figures:
+    """The three figures of a `CustomerStorage` row."""
+
+    number_of_stored_images: int = 0
+    total_size_of_stored_images: int = 0
+    total_size_of_thumbnails: int = 0
+
+    def __sub__(self, other: Figures) -> Figures:
+        return Figures(
+            self.number_of_stored_images - other.number_of_stored_images,
+            self.total_size_of_stored_images - other.total_size_of_stored_images,
+            self.total_size_of_thumbnails - other.total_size_of_thumbnails,
+        )
+
+    def as_json(self) -> dict[str, int]:
+        return {
+            "numberOfStoredImages": self.number_of_stored_images,
+            "totalSizeOfStoredImages": self.total_size_of_stored_images,
+            "totalSizeOfThumbnails": self.total_size_of_thumbnails,
+        }
+
+
+@dataclass(frozen=True)
+class ScopeChange:
+    """A `CustomerStorage` row whose figures a run changed (space 0 is the customer row)."""
+
+    customer: int
+    space: int
+    before: Figures
+    after: Figures
+
+    @property
+    def delta(self) -> Figures:
+        return self.after - self.before
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "customer": self.customer,
+            "space": self.space,
+            "before": self.before.as_json(),
+            "after": self.after.as_json(),
+            "delta": self.delta.as_json(),
+        }
+
+
+@dataclass(frozen=True)
+class SpaceOrphans:
+    """Objects in a space that match the key grammar but belong to no registered asset."""
+
+    customer: int
+    space: int
+    objects: int
+    bytes: int
+    assets: int
+    examples: tuple[str, ...]
+
+
+class Outcome(enum.Enum):
+    DONE = "done"
+    FAILED = "failed"
+    LOCKED = "locked"
+
+
+@dataclass(frozen=True)
+class CustomerResult:
+    """What computing one customer (or one of its spaces or assets) gave."""
+
+    customer: int
+    outcome: Outcome
+    objects: int = 0
+    bytes: int = 0
+    assets: int = 0
+    unattributed_objects: int = 0
+    unattributed_bytes: int = 0
+    orphans: tuple[SpaceOrphans, ...] = ()
+    changes: tuple[ScopeChange, ...] = ()
+    error: str | None = None
+
+    @property
+    def orphan_objects(self) -> int:
+        return sum(o.objects for o in self.orphans)
+
+    @property
+    def orphan_bytes(self) -> int:
+        return sum(o.bytes for o in self.orphans)
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """The outcome of one run over a scope."""
+
+    scope: Scope
+    shard: Shard | None
+    dry_run: bool
+    started: datetime
+    finished: datetime
+    customers: tuple[CustomerResult, ...] = ()
+    unattributed_objects: int = 0
+    unattributed_bytes: int = 0
+    error: str | None = field(default=None)
+
+    def _total(self, name: str) -> int:
+        return sum(getattr(c, name) for c in self.customers)
+
+    @property
+    def objects(self) -> int:
+        return self._total("objects") + self.unattributed_objects
+
+    @property
+    def bytes(self) -> int:
+        return self._total("bytes") + self.unattributed_bytes
+
+    @property
+    def assets(self) -> int:
+        return self._total("assets")
+
+    @property
+    def orphan_objects(self) -> int:
+        return self._total("orphan_objects")
+
+    @property
+    def orphan_bytes(self) -> int:
+        return self._total("orphan_bytes")
+
+    @property
+    def unattributed(self) -> int:
+        return self._total("unattributed_objects") + self.unattributed_objects
+
+    @property
+    def changes(self) -> tuple[ScopeChange, ...]:
+        return tuple(change for c in self.customers for change in c.changes)
+
+    def with_outcome(self, outcome: Outcome) -> tuple[CustomerResult, ...]:
+        return tuple(c for c in self.customers if c.outcome is outcome)
+
+    @property
+    def outcome(self) -> str:
+        if self.error is not None or self.with_outcome(Outcome.FAILED):
+            return "failed"
+        if self.customers and len(self.with_outcome(Outcome.LOCKED)) == len(self.customers):
+            return "locked"
+        return "done"
+
+    @property
+    def duration_seconds(self) -> float:
+        return (self.finished - self.started).total_seconds()
+
+
+@dataclass(frozen=True)
+class CustomerStorageRow:
+    """A `"CustomerStorage"` row (space 0 is the customer-level row)."""
+
+    customer: int
+    space: int
+    storage_policy: str | None
+    number_of_stored_images: int
+    total_size_of_stored_images: int
+    total_size_of_thumbnails: int
+    last_calculated: datetime | None
+
+
+@dataclass(frozen=True)
+class ImageStorageRow:
+    """An `"ImageStorage"` row."""
+
+    id: str
+    customer: int
+    space: int
+    thumbnail_size: int
+    size: int
+    last_checked: datetime | None
+    checking_in_progress: bool
+
+    @property
+    def asset(self) -> str:
+        return self.id.split("/", 2)[2]
+
+
+@dataclass(frozen=True)
+class StoragePolicyRow:
+    """A `"StoragePolicies"` row."""
+
+    id: str
+    maximum_number_of_stored_images: int
+    maximum_total_size_of_stored_images: int

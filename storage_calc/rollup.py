@@ -1,0 +1,101 @@
+"""Streaming attribution of listed objects to registered assets. Pure: no I/O.
+
+A `Tally` keeps one pair of sums per asset it has seen and one summary per space of orphans, so
+its memory grows with the assets of a customer, never with its objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from storage_calc.keys import owner_id
+from storage_calc.model import LocationKind, SpaceOrphans
+
+ORPHAN_EXAMPLES = 5
+
+
+@dataclass
+class OrphanTally:
+    objects: int = 0
+    bytes: int = 0
+    assets: set[str] = field(default_factory=set)
+    examples: list[str] = field(default_factory=list)
+
+    def merge(self, other: OrphanTally) -> None:
+        self.objects += other.objects
+        self.bytes += other.bytes
+        self.assets |= other.assets
+        self.examples = sorted(set(self.examples) | set(other.examples))[:ORPHAN_EXAMPLES]
+
+
+@dataclass
+class Tally:
+    """Sums of the objects listed for one customer, attributed as they stream in.
+
+    `registry` maps each registered asset id (`c/s/asset`) to its space. `sizes[id]` is
+    `[artefact bytes, thumbnail bytes]`; orphans are summarised per (customer, space).
+    """
+
+    registry: Mapping[str, int]
+    objects: int = 0
+    bytes: int = 0
+    unattributed_objects: int = 0
+    unattributed_bytes: int = 0
+    sizes: dict[str, list[int]] = field(default_factory=dict)
+    orphans: dict[tuple[int, int], OrphanTally] = field(default_factory=dict)
+
+    def add(
+        self, kind: LocationKind, bucket: str, prefix: str, objects: Iterable[tuple[str, int]]
+    ) -> None:
+        """Attributes `objects` (full keys, sizes) listed in `bucket` under location `prefix`."""
+        column = 0 if kind is LocationKind.ARTEFACT else 1
+        cut = len(prefix)
+        registry, sizes = self.registry, self.sizes
+        for key, size in objects:
+            self.objects += 1
+            self.bytes += size
+            asset_id = owner_id(key[cut:])
+            if asset_id is None:
+                self.unattributed_objects += 1
+                self.unattributed_bytes += size
+            elif asset_id in registry:
+                pair = sizes.get(asset_id)
+                if pair is None:
+                    pair = sizes[asset_id] = [0, 0]
+                pair[column] += size
+            else:
+                self._add_orphan(asset_id, f"s3://{bucket}/{key}", size)
+
+    def _add_orphan(self, asset_id: str, location: str, size: int) -> None:
+        customer, space, _ = asset_id.split("/", 2)
+        orphan = self.orphans.setdefault((int(customer), int(space)), OrphanTally())
+        orphan.objects += 1
+        orphan.bytes += size
+        orphan.assets.add(asset_id)
+        if len(orphan.examples) < ORPHAN_EXAMPLES:
+            orphan.examples.append(location)
+
+    def merge(self, other: Tally) -> None:
+        self.objects += other.objects
+        self.bytes += other.bytes
+        self.unattributed_objects += other.unattributed_objects
+        self.unattributed_bytes += other.unattributed_bytes
+        for asset_id, (size, thumbs) in other.sizes.items():
+            pair = self.sizes.setdefault(asset_id, [0, 0])
+            pair[0] += size
+            pair[1] += thumbs
+        for space, orphan in other.orphans.items():
+            self.orphans.setdefault(space, OrphanTally()).merge(orphan)
+
+    def asset_rows(self) -> Iterator[tuple[str, int, int, int]]:
+        """(id, space, size, thumbnail size) of every registered asset, 0 for those unseen."""
+        for asset_id, space in self.registry.items():
+            size, thumbs = self.sizes.get(asset_id, (0, 0))
+            yield asset_id, space, size, thumbs
+
+    def space_orphans(self) -> tuple[SpaceOrphans, ...]:
+        return tuple(
+            SpaceOrphans(c, s, o.objects, o.bytes, len(o.assets), tuple(sorted(o.examples)))
+            for (c, s), o in sorted(self.orphans.items())
+        )

@@ -1,0 +1,177 @@
+-- Named queries used by storage_calc.db. Each block starts with "-- name: <name>", then a
+-- comment line saying what it does, then the SQL. Values are always bound as %(name)s.
+-- A NULL %(space)s or %(asset)s means "every space" or "every asset" of the customer.
+
+-- name: server_now
+-- The database clock: every timestamp the job writes comes from it, never from the host.
+SELECT now();
+
+-- name: all_customers
+-- Every customer that has registered assets or figures.
+SELECT "Customer" FROM "Images"
+UNION SELECT "Customer" FROM "ImageStorage"
+UNION SELECT "Customer" FROM "CustomerStorage"
+ORDER BY 1;
+
+-- name: registry
+-- The registered assets of a scope, with their spaces (space 0 never holds assets).
+SELECT "Id", "Space" FROM "Images"
+WHERE "Customer" = %(customer)s
+  AND "Space" > 0
+  AND (%(space)s::int IS NULL OR "Space" = %(space)s)
+  AND (%(asset)s::text IS NULL OR "Id" = %(asset)s);
+
+-- name: try_lock_customer
+-- A session-level advisory lock in the project's own key space, one per customer.
+SELECT pg_try_advisory_lock(%(namespace)s, %(customer)s);
+
+-- name: unlock_customer
+-- Releases the lock taken by try_lock_customer.
+SELECT pg_advisory_unlock(%(namespace)s, %(customer)s);
+
+-- name: set_in_progress
+-- Sets "CheckingInProgress" for the assets of a scope that have figures already.
+UPDATE "ImageStorage" SET "CheckingInProgress" = %(in_progress)s
+WHERE "Customer" = %(customer)s
+  AND (%(space)s::int IS NULL OR "Space" = %(space)s)
+  AND (%(asset)s::text IS NULL OR "Id" = %(asset)s)
+  AND "CheckingInProgress" IS DISTINCT FROM %(in_progress)s;
+
+-- name: create_figures
+-- A staging table for one customer's per-asset figures, gone at the end of the transaction.
+CREATE TEMP TABLE storage_calc_figures (
+    "Id" varchar(500) PRIMARY KEY,
+    "Space" int NOT NULL,
+    "Size" bigint NOT NULL,
+    "ThumbnailSize" bigint NOT NULL
+) ON COMMIT DROP;
+
+-- name: copy_figures
+-- Streams the per-asset figures into the staging table.
+COPY storage_calc_figures ("Id", "Space", "Size", "ThumbnailSize") FROM STDIN;
+
+-- name: customer_rows
+-- The CustomerStorage rows of a customer, locked until the end of the transaction.
+SELECT "Customer" AS customer, "Space" AS space, "StoragePolicy" AS storage_policy,
+       "NumberOfStoredImages" AS number_of_stored_images,
+       "TotalSizeOfStoredImages" AS total_size_of_stored_images,
+       "TotalSizeOfThumbnails" AS total_size_of_thumbnails, "LastCalculated" AS last_calculated
+FROM "CustomerStorage"
+WHERE "Customer" = %(customer)s
+ORDER BY "Space"
+FOR UPDATE;
+
+-- name: upsert_image_storage
+-- Writes the staged figures of the assets that are still registered.
+INSERT INTO "ImageStorage" ("Id", "Customer", "Space", "ThumbnailSize", "Size", "LastChecked",
+                            "CheckingInProgress")
+SELECT f."Id", i."Customer", i."Space", f."ThumbnailSize", f."Size", %(checked)s, false
+FROM storage_calc_figures f
+JOIN "Images" i ON i."Id" = f."Id" AND i."Customer" = %(customer)s AND i."Space" = f."Space"
+ON CONFLICT ("Id", "Customer", "Space") DO UPDATE SET
+    "ThumbnailSize" = excluded."ThumbnailSize",
+    "Size" = excluded."Size",
+    "LastChecked" = excluded."LastChecked",
+    "CheckingInProgress" = false;
+
+-- name: delete_unregistered
+-- Deletes the ImageStorage rows of a scope whose asset is no longer registered.
+DELETE FROM "ImageStorage" s
+WHERE s."Customer" = %(customer)s
+  AND (%(space)s::int IS NULL OR s."Space" = %(space)s)
+  AND (%(asset)s::text IS NULL OR s."Id" = %(asset)s)
+  AND NOT EXISTS (
+      SELECT 1 FROM "Images" i
+      WHERE i."Id" = s."Id" AND i."Customer" = s."Customer" AND i."Space" = s."Space"
+        AND i."Space" > 0
+  );
+
+-- name: upsert_space_rows
+-- Recomputes the space rows of a scope from ImageStorage; a space left empty is zeroed.
+WITH spaces AS (
+    SELECT "Space" FROM "ImageStorage"
+    WHERE "Customer" = %(customer)s AND "Space" > 0
+      AND (%(space)s::int IS NULL OR "Space" = %(space)s)
+    UNION
+    SELECT "Space" FROM "CustomerStorage"
+    WHERE "Customer" = %(customer)s AND "Space" > 0
+      AND (%(space)s::int IS NULL OR "Space" = %(space)s)
+)
+INSERT INTO "CustomerStorage" ("Customer", "Space", "StoragePolicy", "NumberOfStoredImages",
+                               "TotalSizeOfStoredImages", "TotalSizeOfThumbnails", "LastCalculated")
+SELECT %(customer)s, sp."Space", 'default', count(i."Id"), coalesce(sum(i."Size"), 0),
+       coalesce(sum(i."ThumbnailSize"), 0), now()
+FROM spaces sp
+LEFT JOIN "ImageStorage" i ON i."Customer" = %(customer)s AND i."Space" = sp."Space"
+GROUP BY sp."Space"
+ON CONFLICT ("Customer", "Space") DO UPDATE SET
+    "StoragePolicy" = coalesce("CustomerStorage"."StoragePolicy", excluded."StoragePolicy"),
+    "NumberOfStoredImages" = excluded."NumberOfStoredImages",
+    "TotalSizeOfStoredImages" = excluded."TotalSizeOfStoredImages",
+    "TotalSizeOfThumbnails" = excluded."TotalSizeOfThumbnails",
+    "LastCalculated" = excluded."LastCalculated";
+
+-- name: upsert_customer_row
+-- Recomputes the customer row (space 0) as the sum of its space rows, if it has any rows.
+INSERT INTO "CustomerStorage" ("Customer", "Space", "StoragePolicy", "NumberOfStoredImages",
+                               "TotalSizeOfStoredImages", "TotalSizeOfThumbnails", "LastCalculated")
+SELECT %(customer)s, 0, 'default', coalesce(sum("NumberOfStoredImages"), 0),
+       coalesce(sum("TotalSizeOfStoredImages"), 0), coalesce(sum("TotalSizeOfThumbnails"), 0), now()
+FROM "CustomerStorage"
+WHERE "Customer" = %(customer)s AND "Space" > 0
+HAVING count(*) > 0 OR EXISTS (
+    SELECT 1 FROM "CustomerStorage" WHERE "Customer" = %(customer)s AND "Space" = 0
+)
+ON CONFLICT ("Customer", "Space") DO UPDATE SET
+    "StoragePolicy" = coalesce("CustomerStorage"."StoragePolicy", excluded."StoragePolicy"),
+    "NumberOfStoredImages" = excluded."NumberOfStoredImages",
+    "TotalSizeOfStoredImages" = excluded."TotalSizeOfStoredImages",
+    "TotalSizeOfThumbnails" = excluded."TotalSizeOfThumbnails",
+    "LastCalculated" = excluded."LastCalculated";
+
+-- name: insert_run
+-- Records the start of a run.
+INSERT INTO storage_calc.runs (started, scope, shard) VALUES (%(started)s, %(scope)s, %(shard)s)
+RETURNING id;
+
+-- name: finish_run
+-- Records how a run ended.
+UPDATE storage_calc.runs SET
+    finished = now(), outcome = %(outcome)s, objects = %(objects)s, bytes = %(bytes)s,
+    assets = %(assets)s, orphans = %(orphans)s, unattributed = %(unattributed)s, error = %(error)s
+WHERE id = %(run_id)s;
+
+-- name: insert_change
+-- Records a CustomerStorage row a run changed, with its figures before and after.
+INSERT INTO storage_calc.changes (run_id, customer, space, images_before, images_after,
+                                  size_before, size_after, thumbnails_before, thumbnails_after)
+VALUES (%(run_id)s, %(customer)s, %(space)s, %(images_before)s, %(images_after)s,
+        %(size_before)s, %(size_after)s, %(thumbnails_before)s, %(thumbnails_after)s);
+
+-- name: insert_orphans
+-- Records the orphans a run found in one space.
+INSERT INTO storage_calc.orphans (run_id, customer, space, objects, bytes, assets, examples)
+VALUES (%(run_id)s, %(customer)s, %(space)s, %(objects)s, %(bytes)s, %(assets)s, %(examples)s);
+
+-- name: customer_storage
+-- One CustomerStorage row.
+SELECT "Customer" AS customer, "Space" AS space, "StoragePolicy" AS storage_policy,
+       "NumberOfStoredImages" AS number_of_stored_images,
+       "TotalSizeOfStoredImages" AS total_size_of_stored_images,
+       "TotalSizeOfThumbnails" AS total_size_of_thumbnails, "LastCalculated" AS last_calculated
+FROM "CustomerStorage"
+WHERE "Customer" = %(customer)s AND "Space" = %(space)s;
+
+-- name: image_storage
+-- One ImageStorage row.
+SELECT "Id" AS id, "Customer" AS customer, "Space" AS space, "ThumbnailSize" AS thumbnail_size,
+       "Size" AS size, "LastChecked" AS last_checked, "CheckingInProgress" AS checking_in_progress
+FROM "ImageStorage"
+WHERE "Id" = %(id)s AND "Customer" = %(customer)s AND "Space" = %(space)s;
+
+-- name: storage_policy
+-- One StoragePolicies row.
+SELECT "Id" AS id, "MaximumNumberOfStoredImages" AS maximum_number_of_stored_images,
+       "MaximumTotalSizeOfStoredImages" AS maximum_total_size_of_stored_images
+FROM "StoragePolicies"
+WHERE "Id" = %(id)s;
