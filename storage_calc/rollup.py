@@ -6,6 +6,7 @@ its memory grows with the assets of a customer, never with its objects.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -73,8 +74,13 @@ class Tally:
         orphan.objects += 1
         orphan.bytes += size
         orphan.assets.add(asset_id)
-        if len(orphan.examples) < ORPHAN_EXAMPLES:
-            orphan.examples.append(location)
+        # The first keys in sort order, so the examples do not depend on listing order.
+        examples = orphan.examples
+        if location not in examples and (
+            len(examples) < ORPHAN_EXAMPLES or location < examples[-1]
+        ):
+            bisect.insort(examples, location)
+            del examples[ORPHAN_EXAMPLES:]
 
     def merge(self, other: Tally) -> None:
         self.objects += other.objects
@@ -96,6 +102,6 @@ class Tally:
 
     def space_orphans(self) -> tuple[SpaceOrphans, ...]:
         return tuple(
-            SpaceOrphans(c, s, o.objects, o.bytes, len(o.assets), tuple(sorted(o.examples)))
+            SpaceOrphans(c, s, o.objects, o.bytes, len(o.assets), tuple(o.examples))
             for (c, s), o in sorted(self.orphans.items())
         )

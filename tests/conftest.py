@@ -1,0 +1,196 @@
+"""Shared fixtures: a real PostgreSQL (one database per test), moto S3, and small helpers."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from botocore.awsrequest import AWSResponse
+from click.testing import CliRunner, Result
+from moto import mock_aws
+from psycopg.conninfo import make_conninfo
+
+from storage_calc import db, embedded
+from storage_calc.cli import cli
+from storage_calc.config import Settings, parse_location
+from storage_calc.listing import S3Client, make_s3_client
+from storage_calc.model import LocationKind
+
+# Options leaking in from the environment would change what the CLI tests run.
+for name in list(os.environ):
+    if name.startswith("STORAGE_CALC_") and name != "STORAGE_CALC_TEST_DATABASE_URL":
+        del os.environ[name]
+
+STORAGE = "dlcs-storage"
+THUMBS = "dlcs-thumbs"
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """STORAGE_CALC_TEST_DATABASE_URL, or an embedded PostgreSQL the session starts itself."""
+    url = os.environ.get("STORAGE_CALC_TEST_DATABASE_URL")
+    if url:
+        return url
+    return embedded.start(tmp_path_factory.mktemp("pg") / "data")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    url = os.environ.get("STORAGE_CALC_TEST_DATABASE_URL")
+    return f"database: {'STORAGE_CALC_TEST_DATABASE_URL' if url else 'embedded PostgreSQL'}"
+
+
+_numbers = itertools.count()
+
+
+def _admin(server_url: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(server_url, autocommit=True)
+
+
+@pytest.fixture(scope="session")
+def template_db(server_url: str) -> str:
+    """A database migrated once, copied for every test."""
+    name = f"storage_calc_template_{os.getpid()}"
+    with _admin(server_url) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    with db.connect(make_conninfo(server_url, dbname=name)) as conn:
+        db.migrate(conn)
+    yield name
+    with _admin(server_url) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database_url(server_url: str, template_db: str) -> Iterator[str]:
+    """A fresh, migrated database for one test."""
+    name = f"storage_calc_test_{os.getpid()}_{next(_numbers)}"
+    with _admin(server_url) as admin:
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    yield make_conninfo(server_url, dbname=name)
+    with _admin(server_url) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def register(conn: psycopg.Connection[Any]) -> Callable[..., None]:
+    """Registers assets in "Images" by id (`c/s/asset`)."""
+
+    def register(*asset_ids: str) -> None:
+        for asset_id in asset_ids:
+            customer, space, _ = asset_id.split("/", 2)
+            conn.execute(
+                'INSERT INTO "Images" ("Id", "Customer", "Space") VALUES (%s, %s, %s)',
+                (asset_id, int(customer), int(space)),
+            )
+
+    return register
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials first, so nothing can reach a real account."""
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_CONFIG_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+
+
+@pytest.fixture
+def s3(aws_env: None) -> Iterator[S3Client]:
+    """moto's S3 with both buckets, through the project's own client."""
+    with mock_aws():
+        client = make_s3_client(max_connections=8)
+        client.create_bucket(Bucket=STORAGE)
+        client.create_bucket(Bucket=THUMBS)
+        yield client
+
+
+@pytest.fixture
+def put(s3: S3Client) -> Callable[..., None]:
+    """Puts objects of the given sizes: put(bucket, {key: size, ...})."""
+
+    def put(bucket: str, objects: dict[str, int]) -> None:
+        for key, size in objects.items():
+            s3.put_object(Bucket=bucket, Key=key, Body=b"\0" * size)
+
+    return put
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, workers=4)
+
+
+def settings_with_prefixes(database_url: str, storage: str, thumbs: str) -> Settings:
+    return Settings(
+        database_url=database_url,
+        locations=(
+            parse_location(storage, LocationKind.ARTEFACT),
+            parse_location(thumbs, LocationKind.THUMBNAIL),
+        ),
+        workers=4,
+    )
+
+
+def error_response(status: int, code: str) -> AWSResponse:
+    body = f"<Error><Code>{code}</Code><Message>{code}</Message></Error>".encode()
+    return AWSResponse("https://s3.test/", status, {}, _Raw(body))
+
+
+class _Raw:
+    """The minimal raw body botocore reads from an AWSResponse."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self.body
+
+
+@pytest.fixture
+def fail_listing(s3: S3Client) -> Callable[..., None]:
+    """Makes every S3 list request whose URL contains `marker` answer `status`/`code`."""
+
+    def fail_listing(marker: str, status: int = 403, code: str = "AccessDenied") -> None:
+        def answer(request: Any, **_: Any) -> AWSResponse | None:
+            if "list-type=2" in request.url and marker in request.url:
+                return error_response(status, code)
+            return None
+
+        s3.meta.events.register("before-send.s3.ListObjectsV2", answer)
+
+    return fail_listing
+
+
+@pytest.fixture
+def invoke(
+    database_url: str, s3: S3Client, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Result]:
+    """Runs the CLI in-process against the test database and moto S3."""
+    monkeypatch.setenv("STORAGE_CALC_DATABASE_URL", database_url)
+    monkeypatch.setattr("storage_calc.cli.make_s3_client", lambda workers: s3)
+
+    def invoke(*args: str, **kwargs: Any) -> Result:
+        return CliRunner().invoke(cli, list(args), **kwargs)
+
+    return invoke
+
+
+@pytest.fixture
+def data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A per-test XDG_DATA_HOME, so the default embedded database is the test's own."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    return tmp_path / "data"

@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from storage_calc import db
+
+COLUMNS = """
+SELECT column_name, data_type, character_maximum_length
+FROM information_schema.columns
+WHERE table_schema = 'public' AND table_name = %s
+ORDER BY ordinal_position
+"""
+
+PRIMARY_KEY = """
+SELECT a.attname
+FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+WHERE i.indrelid = %s::regclass AND i.indisprimary
+ORDER BY array_position(i.indkey, a.attnum)
+"""
+
+
+def columns(conn: psycopg.Connection[Any], table: str) -> list[tuple[str, str, int | None]]:
+    return conn.execute(COLUMNS, (table,)).fetchall()
+
+
+def primary_key(conn: psycopg.Connection[Any], table: str) -> list[str]:
+    return [row[0] for row in conn.execute(PRIMARY_KEY, (f'"{table}"',))]
+
+
+def test_image_storage_has_the_platforms_columns_and_key(conn: psycopg.Connection[Any]) -> None:
+    assert columns(conn, "ImageStorage") == [
+        ("Id", "character varying", 500),
+        ("Customer", "integer", None),
+        ("Space", "integer", None),
+        ("ThumbnailSize", "bigint", None),
+        ("Size", "bigint", None),
+        ("LastChecked", "timestamp with time zone", None),
+        ("CheckingInProgress", "boolean", None),
+    ]
+    assert primary_key(conn, "ImageStorage") == ["Id", "Customer", "Space"]
+
+
+def test_customer_storage_has_the_platforms_columns_and_key(
+    conn: psycopg.Connection[Any],
+) -> None:
+    assert columns(conn, "CustomerStorage") == [
+        ("Customer", "integer", None),
+        ("Space", "integer", None),
+        ("StoragePolicy", "character varying", 500),
+        ("NumberOfStoredImages", "bigint", None),
+        ("TotalSizeOfStoredImages", "bigint", None),
+        ("TotalSizeOfThumbnails", "bigint", None),
+        ("LastCalculated", "timestamp with time zone", None),
+    ]
+    assert primary_key(conn, "CustomerStorage") == ["Customer", "Space"]
+
+
+def test_images_and_policies_have_the_platforms_columns(conn: psycopg.Connection[Any]) -> None:
+    assert columns(conn, "Images") == [
+        ("Id", "character varying", 500),
+        ("Customer", "integer", None),
+        ("Space", "integer", None),
+        ("Created", "timestamp with time zone", None),
+    ]
+    assert columns(conn, "StoragePolicies") == [
+        ("Id", "character varying", 500),
+        ("MaximumNumberOfStoredImages", "bigint", None),
+        ("MaximumTotalSizeOfStoredImages", "bigint", None),
+    ]
+
+
+def test_the_default_policy_is_seeded(conn: psycopg.Connection[Any]) -> None:
+    assert conn.execute('SELECT * FROM "StoragePolicies"').fetchall() == [
+        ("default", 1_000_000_000, 1_125_899_906_842_624)
+    ]
+
+
+def test_the_projects_own_tables_are_in_their_own_schema(conn: psycopg.Connection[Any]) -> None:
+    tables = conn.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'storage_calc'"
+        " ORDER BY 1"
+    ).fetchall()
+    assert tables == [("changes",), ("orphans",), ("runs",)]
+
+
+def test_migrating_again_keeps_data_and_changed_policies(database_url: str) -> None:
+    with db.connect(database_url) as conn:
+        conn.execute('INSERT INTO "Images" ("Id", "Customer", "Space") VALUES (\'2/5/a\', 2, 5)')
+        conn.execute('UPDATE "StoragePolicies" SET "MaximumNumberOfStoredImages" = 7')
+        db.migrate(conn)
+        db.migrate(conn)
+        assert conn.execute('SELECT "Id" FROM "Images"').fetchall() == [("2/5/a",)]
+        assert conn.execute(
+            'SELECT "MaximumNumberOfStoredImages" FROM "StoragePolicies"'
+        ).fetchall() == [(7,)]
+
+
+def test_an_existing_images_table_is_left_alone(server_url: str, database_url: str) -> None:
+    with db.connect(database_url) as conn:
+        conn.execute('DROP TABLE "Images"')
+        conn.execute(
+            'CREATE TABLE "Images"'
+            ' ("Id" text PRIMARY KEY, "Customer" int, "Space" int, "Family" char)'
+        )
+        db.migrate(conn)
+        assert [c[0] for c in columns(conn, "Images")] == ["Id", "Customer", "Space", "Family"]
+
+
+def test_queries_are_all_named_and_parameterised() -> None:
+    queries = db.queries()
+    assert {"registry", "upsert_image_storage", "upsert_space_rows", "upsert_customer_row"} <= set(
+        queries
+    )
+    for name, sql in queries.items():
+        assert "{" not in sql, name

@@ -1,0 +1,40 @@
+"""The README and --help say what the code does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from click.testing import CliRunner
+
+from storage_calc.cli import cli
+
+ROOT = Path(__file__).parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
+    found = []
+    for name, command in group.commands.items():
+        path = f"{prefix}{name}"
+        found.append((path, command))
+        if isinstance(command, click.Group):
+            found += commands(command, path + " ")
+    return found
+
+
+def test_every_command_has_help_and_is_in_the_readme() -> None:
+    for path, command in commands(cli):
+        assert command.help, path
+        assert f"storage-calc {path}" in README, path
+        result = CliRunner().invoke(cli, [*path.split(), "--help"])
+        assert result.exit_code == 0 and "Usage:" in result.stdout, path
+
+
+def test_the_ci_script_runs_the_readme_test_command() -> None:
+    ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
+    assert f"\n{ci}\n" in README
+
+
+def test_the_readme_opens_with_the_demo() -> None:
+    assert "storage-calc demo" in README[:1200]
