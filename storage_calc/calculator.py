@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
 from storage_calc import db
 from storage_calc.config import Settings
-from storage_calc.errors import NotFound, StorageCalcError
+from storage_calc.errors import Interrupted, NotFound, StorageCalcError
 from storage_calc.keys import customer_prefix, parse_int, space_prefix
-from storage_calc.listing import S3Client, list_pages
+from storage_calc.listing import Page, S3Client, list_pages
 from storage_calc.model import (
     CustomerResult,
     Location,
@@ -32,10 +33,19 @@ class Job:
     """What every customer of a run shares."""
 
     settings: Settings
-    database_url: str
     s3: S3Client
     pool: ThreadPoolExecutor
     dry_run: bool
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def pages(
+        self, bucket: str, prefix: str, delimiter: str | None = None, max_keys: int = 1000
+    ) -> Iterator[Page]:
+        """The listing of `prefix`, given up between two pages once a stop is requested."""
+        for page in list_pages(self.s3, bucket, prefix, delimiter, max_keys):
+            if self.stop.is_set():
+                raise Interrupted("interrupted before its figures were written")
+            yield page
 
 
 class Database:
@@ -62,29 +72,30 @@ def run(
     scope: Scope = Scope(),
     shard: Shard | None = None,
     dry_run: bool = False,
+    stop: threading.Event | None = None,
 ) -> RunReport:
     """Computes every customer of `scope` (and `shard`) and returns what happened.
 
     A failure of one customer is recorded in its result and the run goes on with the next;
     a failure before any customer is computed (database or bucket unreachable) is the report's
-    `error`. A dry run writes nothing, not even the run's history.
+    `error`. A dry run writes nothing, not even the run's history. Setting `stop` ends the run
+    between two listed pages: the customer in progress keeps its previous figures.
     """
+    stop = stop or threading.Event()
     database = Database(database_url)
     try:
         started = db.server_now(database.conn)
-        run_id = (
-            None
-            if dry_run
-            else db.start_run(database.conn, started, str(scope), str(shard) if shard else None)
-        )
-        results: list[CustomerResult] = []
-        unattributed = (0, 0)
-        error = None
+        shard_text = str(shard) if shard else None
+        run_id = None if dry_run else db.start_run(database.conn, started, str(scope), shard_text)
         with ThreadPoolExecutor(settings.workers, thread_name_prefix="list") as pool:
-            job = Job(settings, database_url, s3, pool, dry_run)
+            job = Job(settings, s3, pool, dry_run, stop)
+            results: list[CustomerResult] = []
+            outside = Tally({})
+            error = None
             try:
-                customers, unattributed = resolve_customers(job, database, scope, shard)
-                for customer in customers:
+                for customer in resolve_customers(job, database, scope, shard, outside):
+                    if stop.is_set():
+                        break
                     result = compute_customer(job, database, customer, scope)
                     if run_id is not None and result.outcome is Outcome.DONE:
                         db.record_customer(database.conn, run_id, result)
@@ -92,25 +103,23 @@ def run(
             except StorageCalcError as exc:
                 error = str(exc)
         report = RunReport(
-            scope,
-            shard,
-            dry_run,
-            started,
-            db.server_now(database.conn),
-            tuple(results),
-            unattributed[0],
-            unattributed[1],
-            error,
-        )
+            scope, shard, dry_run, started, db.server_now(database.conn), tuple(results),
+            outside.objects, outside.bytes, error, stop.is_set(),
+        )  # fmt: skip
         if run_id is not None:
             db.finish_run(database.conn, run_id, report)
     finally:
         database.close()
+    log_summary(report)
+    return report
+
+
+def log_summary(report: RunReport) -> None:
     log.info(
         "run_finished",
-        scope=str(scope),
-        shard=str(shard) if shard else None,
-        dry_run=dry_run,
+        scope=str(report.scope),
+        shard=str(report.shard) if report.shard else None,
+        dry_run=report.dry_run,
         outcome=report.outcome,
         customers=len(report.customers),
         failed=len(report.with_outcome(Outcome.FAILED)),
@@ -125,51 +134,37 @@ def run(
         duration_s=round(report.duration_seconds, 3),
         error=report.error,
     )
-    return report
 
 
 def resolve_customers(
-    job: Job, database: Database, scope: Scope, shard: Shard | None
-) -> tuple[list[int], tuple[int, int]]:
-    """The customers a run computes, and the (objects, bytes) outside every customer's prefix.
+    job: Job, database: Database, scope: Scope, shard: Shard | None, outside: Tally
+) -> list[int]:
+    """The customers a run computes, in order.
 
     For a run over everything these are the customers with registered assets or figures plus
-    those found on S3 (whose objects are all orphans); keys outside customer prefixes are
-    counted as unattributed only when the run covers every customer (no shard).
+    those found on S3 (whose objects are all orphans). Keys outside every customer prefix are
+    added to `outside` (as unattributed) only when the run covers every customer (no shard).
     """
     if scope.asset is not None:
-        customers = [scope.asset.customer]
+        customers = {scope.asset.customer}
     elif scope.customer is not None:
-        customers = [scope.customer]
+        customers = {scope.customer}
     else:
-        found = set(db.all_customers(database.conn))
-        tallies: list[Future[Tally]] = []
+        customers = set(db.all_customers(database.conn))
+        others: list[Future[Tally]] = []
         for location in job.settings.locations:
-            for page in list_pages(job.s3, location.bucket, location.prefix, delimiter="/"):
+            for page in job.pages(location.bucket, location.prefix, delimiter="/"):
                 if shard is None:
-                    tally = Tally({})
-                    tally.add(location.kind, location.bucket, location.prefix, page.objects)
-                    tallies.append(_done(tally))
+                    outside.add(location.kind, location.bucket, location.prefix, page.objects)
                 for prefix in page.prefixes:
                     customer = parse_int(prefix[len(location.prefix) : -1])
                     if customer is not None:
-                        found.add(customer)
+                        customers.add(customer)
                     elif shard is None:
-                        tallies.append(job.pool.submit(tally_prefix, job.s3, location, prefix, {}))
-        outside = Tally({})
-        for future in tallies:
+                        others.append(job.pool.submit(tally_prefix, job, location, prefix, {}))
+        for future in others:
             outside.merge(future.result())
-        return (
-            sorted(c for c in found if shard is None or shard.includes(c)),
-            (outside.objects, outside.bytes),
-        )
-    return [c for c in customers if shard is None or shard.includes(c)], (0, 0)
-
-
-def _done(tally: Tally) -> Future[Tally]:
-    future: Future[Tally] = Future()
-    future.set_result(tally)
-    return future
+    return sorted(c for c in customers if shard is None or shard.includes(c))
 
 
 def compute_customer(job: Job, database: Database, customer: int, scope: Scope) -> CustomerResult:
@@ -196,16 +191,9 @@ def compute_customer(job: Job, database: Database, customer: int, scope: Scope) 
             conn, customer, space, asset_id, tally.asset_rows(), checked, job.dry_run
         )
         result = CustomerResult(
-            customer,
-            Outcome.DONE,
-            tally.objects,
-            tally.bytes,
-            len(registry),
-            tally.unattributed_objects,
-            tally.unattributed_bytes,
-            tally.space_orphans(),
-            changes,
-        )
+            customer, Outcome.DONE, tally.objects, tally.bytes, len(registry),
+            tally.unattributed_objects, tally.unattributed_bytes, tally.space_orphans(), changes,
+        )  # fmt: skip
     except StorageCalcError as exc:
         if flagged:
             clear_flags(database, customer, space, asset_id)
@@ -249,12 +237,12 @@ def list_customer(job: Job, customer: int, scope: Scope, registry: dict[str, int
     tally = Tally(registry)
     if scope.asset is not None:
         for location in job.settings.locations:
-            tally.merge(tally_asset(job.s3, location, scope.asset.id, registry))
+            tally.merge(tally_asset(job, location, scope.asset.id, registry))
         return tally
     futures: list[Future[Tally]] = []
     try:
         for location, prefix in prefixes_to_list(job, tally, customer, scope.space):
-            futures.append(job.pool.submit(tally_prefix, job.s3, location, prefix, registry))
+            futures.append(job.pool.submit(tally_prefix, job, location, prefix, registry))
         wait(futures, return_when=FIRST_EXCEPTION)
         for future in futures:
             tally.merge(future.result())
@@ -277,21 +265,21 @@ def prefixes_to_list(
             yield location, location.prefix + space_prefix(customer, space)
             continue
         top = location.prefix + customer_prefix(customer)
-        for page in list_pages(job.s3, location.bucket, top, delimiter="/"):
+        for page in job.pages(location.bucket, top, delimiter="/"):
             tally.add(location.kind, location.bucket, location.prefix, page.objects)
             for prefix in page.prefixes:
                 yield location, prefix
 
 
-def tally_prefix(s3: S3Client, location: Location, prefix: str, registry: dict[str, int]) -> Tally:
+def tally_prefix(job: Job, location: Location, prefix: str, registry: dict[str, int]) -> Tally:
     """Attributes every object under `prefix` as its pages stream in."""
     tally = Tally(registry)
-    for page in list_pages(s3, location.bucket, prefix):
+    for page in job.pages(location.bucket, prefix):
         tally.add(location.kind, location.bucket, location.prefix, page.objects)
     return tally
 
 
-def tally_asset(s3: S3Client, location: Location, asset_id: str, registry: dict[str, int]) -> Tally:
+def tally_asset(job: Job, location: Location, asset_id: str, registry: dict[str, int]) -> Tally:
     """The objects of one asset: its exact key and everything under `id/`.
 
     The exact key sorts first among keys that start with it, so one key of a listing at the
@@ -299,13 +287,9 @@ def tally_asset(s3: S3Client, location: Location, asset_id: str, registry: dict[
     """
     tally = Tally(registry)
     exact = location.prefix + asset_id
-    first = next(list_pages(s3, location.bucket, exact, max_keys=1))
-    tally.add(
-        location.kind,
-        location.bucket,
-        location.prefix,
-        [(key, size) for key, size in first.objects if key == exact],
-    )
-    for page in list_pages(s3, location.bucket, exact + "/"):
+    first = next(job.pages(location.bucket, exact, max_keys=1))
+    exact_objects = [(key, size) for key, size in first.objects if key == exact]
+    tally.add(location.kind, location.bucket, location.prefix, exact_objects)
+    for page in job.pages(location.bucket, exact + "/"):
         tally.add(location.kind, location.bucket, location.prefix, page.objects)
     return tally

@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
 
-from storage_calc import calculator, db, embedded, jsonld, logs
+from storage_calc import calculator, db, embedded, jsonld, logs, scheduler
 from storage_calc.config import (
     DEFAULT_API_BASE_URL,
     DEFAULT_STORAGE_BUCKET,
     DEFAULT_THUMBS_BUCKET,
     DEFAULT_WORKERS,
     Settings,
+    indexed_shard,
     parse_base_url,
     parse_location,
     parse_shard,
@@ -28,7 +30,8 @@ from storage_calc.config import (
 from storage_calc.errors import ConfigError, StorageCalcError
 from storage_calc.keys import INT4_MAX, parse_asset_id
 from storage_calc.listing import make_s3_client
-from storage_calc.model import AssetKey, LocationKind, Outcome, RunReport, Scope
+from storage_calc.model import AssetKey, LocationKind, Outcome, RunReport, Scope, Shard
+from storage_calc.stopping import stop_on_signals
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -92,60 +95,65 @@ def option(*decls: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callabl
     return click.option(*decls, envvar=f"STORAGE_CALC_{name}", show_envvar=True, **kwargs)
 
 
-def database_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return option(
-        "--database-url",
-        metavar="URL",
-        help="PostgreSQL connection URL. Unset: an embedded PostgreSQL in a per-user data "
-        "directory, started on demand.",
-    )(f)
+def together(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """The decorators applied in the order they are listed, as if stacked above a function."""
+
+    def apply(f: Any) -> Any:
+        for decorator in reversed(decorators):
+            f = decorator(f)
+        return f
+
+    return apply
 
 
-def api_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return option(
-        "--api-base-url",
-        default=DEFAULT_API_BASE_URL,
+database_option = option(
+    "--database-url",
+    metavar="URL",
+    help="PostgreSQL connection URL. Unset: an embedded PostgreSQL in a per-user data "
+    "directory, started on demand.",
+)
+api_option = option(
+    "--api-base-url",
+    default=DEFAULT_API_BASE_URL,
+    show_default=True,
+    metavar="URL",
+    type=ParsedParam("URL", parse_base_url),
+    help="Base of the resources' @id and @context.",
+)
+s3_options = together(
+    option(
+        "--storage-bucket",
+        default=DEFAULT_STORAGE_BUCKET,
         show_default=True,
-        metavar="URL",
-        type=ParsedParam("URL", parse_base_url),
-        help="Base of the resources' @id and @context.",
-    )(f)
-
-
-def s3_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    for decorator in reversed(
-        [
-            option(
-                "--storage-bucket",
-                default=DEFAULT_STORAGE_BUCKET,
-                show_default=True,
-                metavar="BUCKET[/PREFIX/]",
-                type=ParsedParam(
-                    "BUCKET[/PREFIX/]", lambda t: parse_location(t, LocationKind.ARTEFACT)
-                ),
-                help="Where the artefacts are.",
-            ),
-            option(
-                "--thumbs-bucket",
-                default=DEFAULT_THUMBS_BUCKET,
-                show_default=True,
-                metavar="BUCKET[/PREFIX/]",
-                type=ParsedParam(
-                    "BUCKET[/PREFIX/]", lambda t: parse_location(t, LocationKind.THUMBNAIL)
-                ),
-                help="Where the thumbnails are.",
-            ),
-            option(
-                "--workers",
-                default=DEFAULT_WORKERS,
-                show_default=True,
-                type=click.IntRange(1, 256),
-                help="Prefixes listed at once.",
-            ),
-        ]
-    ):
-        f = decorator(f)
-    return f
+        metavar="BUCKET[/PREFIX/]",
+        type=ParsedParam("BUCKET[/PREFIX/]", lambda t: parse_location(t, LocationKind.ARTEFACT)),
+        help="Where the artefacts are.",
+    ),
+    option(
+        "--thumbs-bucket",
+        default=DEFAULT_THUMBS_BUCKET,
+        show_default=True,
+        metavar="BUCKET[/PREFIX/]",
+        type=ParsedParam("BUCKET[/PREFIX/]", lambda t: parse_location(t, LocationKind.THUMBNAIL)),
+        help="Where the thumbnails are.",
+    ),
+    option(
+        "--workers",
+        default=DEFAULT_WORKERS,
+        show_default=True,
+        type=click.IntRange(1, 256),
+        help="Prefixes listed at once.",
+    ),
+)
+shard_options = together(
+    option("--shard", type=SHARD, metavar="I/N", help="Only customers whose id modulo N is I."),
+    option(
+        "--shards",
+        type=click.IntRange(1),
+        metavar="N",
+        help="Only customers whose id modulo N is JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs).",
+    ),
+)
 
 
 def settings_from(params: dict[str, Any]) -> Settings:
@@ -220,7 +228,7 @@ def migrate(**params: Any) -> None:
     metavar="C/S/ID",
     help="Only this asset; its space and customer totals are refreshed.",
 )
-@option("--shard", type=SHARD, metavar="I/N", help="Only customers whose id modulo N is I.")
+@shard_options
 @option(
     "--dry-run",
     is_flag=True,
@@ -232,14 +240,17 @@ def run_command(
     customer: int | None,
     space: int | None,
     asset: AssetKey | None,
-    shard: Any,
+    shard: Shard | None,
+    shards: int | None,
     dry_run: bool,
     **params: Any,
 ) -> None:
     """Compute the figures of every customer, or of one customer, space or asset.
 
     Exits 0 when done, 1 when any customer failed (each named on stderr), 2 on bad usage and
-    75 when every requested customer was locked by another run.
+    75 when every requested customer was locked by another run. SIGTERM or SIGINT stops the
+    run between two listed pages: the customer in progress keeps its previous figures, the run
+    is recorded as interrupted and the exit is 1.
 
     \b
     Examples:
@@ -247,25 +258,32 @@ def run_command(
         storage-calc run --customer 2 --space 5 --dry-run
         storage-calc run --asset 2/5/my-asset
         storage-calc run --shard 0/4
+        JOB_COMPLETION_INDEX=3 storage-calc run --shards 8
     """
+    shard = shard_of(shard, shards)
     scope = scope_of(customer, space, asset, shard)
     settings = settings_from(params)
-    with reported():
-        report = calculator.run(
-            settings,
-            database_url(settings),
-            make_s3_client(settings.workers),
-            scope,
-            shard,
-            dry_run,
-        )
+    with reported(), stop_on_signals() as stop:
+        s3 = make_s3_client(settings.workers)
+        report = calculator.run(settings, database_url(settings), s3, scope, shard, dry_run, stop)
     if dry_run:
         for change in report.changes:
             click.echo(json.dumps(change.as_json()))
     exit_with(report)
 
 
-def scope_of(customer: int | None, space: int | None, asset: AssetKey | None, shard: Any) -> Scope:
+def shard_of(shard: Shard | None, shards: int | None) -> Shard | None:
+    if shards is None:
+        return shard
+    if shard is not None:
+        raise click.UsageError("use either --shard or --shards")
+    with reported():
+        return indexed_shard(os.environ.get("JOB_COMPLETION_INDEX"), shards)
+
+
+def scope_of(
+    customer: int | None, space: int | None, asset: AssetKey | None, shard: Shard | None
+) -> Scope:
     if asset is not None and (customer is not None or space is not None):
         raise click.UsageError("--asset cannot be combined with --customer or --space")
     if space is not None and customer is None:
@@ -279,12 +297,61 @@ def exit_with(report: RunReport) -> None:
     failed = report.with_outcome(Outcome.FAILED)
     for result in failed:
         click.echo(f"Error: customer {result.customer}: {result.error}", err=True)
+    if report.interrupted:
+        raise Failure("interrupted: customers not computed keep their previous figures")
     if report.error:
         raise Failure(report.error)
     if failed:
         raise Failure(f"{len(failed)} of {len(report.customers)} customers failed")
     if report.outcome == "locked":
         raise Failure("every requested customer is being computed by another run", EXIT_LOCKED)
+
+
+@cli.command("schedule")
+@option(
+    "--cron",
+    default=scheduler.DEFAULT_CRON,
+    show_default=True,
+    help="When to run, as a five-field crontab expression.",
+)
+@option(
+    "--timezone",
+    default=scheduler.DEFAULT_TIMEZONE,
+    show_default=True,
+    help="The time zone of --cron.",
+)
+@option("--run-now", is_flag=True, help="Also run once at start.")
+@shard_options
+@database_option
+@s3_options
+def schedule_command(
+    cron: str,
+    timezone: str,
+    run_now: bool,
+    shard: Shard | None,
+    shards: int | None,
+    **params: Any,
+) -> None:
+    """Run every customer on a schedule, in one long-running process.
+
+    Never starts a run while the previous one is going; fires missed while the process was busy
+    are folded into one. A failed run is logged and recorded, and the next fire is waited for.
+    SIGTERM or SIGINT stops a run in progress between two listed pages and exits 0.
+
+    \b
+    Examples:
+        storage-calc schedule
+        storage-calc schedule --cron '30 1 * * *' --timezone Europe/London --run-now
+    """
+    shard = shard_of(shard, shards)
+    settings = settings_from(params)
+    with reported(), stop_on_signals() as stop:
+        trigger = scheduler.cron_trigger(cron, timezone)
+        url = database_url(settings)
+        s3 = make_s3_client(settings.workers)
+        scheduler.serve(
+            scheduler.build_scheduler(settings, url, s3, trigger, shard, run_now, stop), stop
+        )
 
 
 @cli.group("show")

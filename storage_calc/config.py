@@ -56,6 +56,13 @@ def parse_shard(text: str) -> Shard:
     return Shard(index, count)
 
 
+def indexed_shard(index: str | None, count: int) -> Shard:
+    """Shard `index`/`count`, with the index Kubernetes Indexed Jobs set (JOB_COMPLETION_INDEX)."""
+    if index is None:
+        raise ConfigError("--shards needs JOB_COMPLETION_INDEX, which Kubernetes Indexed Jobs set")
+    return parse_shard(f"{index}/{count}")
+
+
 def parse_base_url(text: str) -> str:
     """An http(s) base URL without its trailing slash."""
     if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", text):

@@ -24,3 +24,7 @@ class DatabaseError(StorageCalcError):
 
 class ListingError(StorageCalcError):
     """An S3 listing failed after retries (exit 1)."""
+
+
+class Interrupted(StorageCalcError):
+    """The run was asked to stop (SIGTERM or SIGINT); the customer in progress was rolled back."""

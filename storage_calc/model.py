@@ -170,6 +170,7 @@ class RunReport:
     unattributed_objects: int = 0
     unattributed_bytes: int = 0
     error: str | None = field(default=None)
+    interrupted: bool = False
 
     def _total(self, name: str) -> int:
         return sum(getattr(c, name) for c in self.customers)
@@ -207,6 +208,8 @@ class RunReport:
 
     @property
     def outcome(self) -> str:
+        if self.interrupted:
+            return "interrupted"
         if self.error is not None or self.with_outcome(Outcome.FAILED):
             return "failed"
         if self.customers and len(self.with_outcome(Outcome.LOCKED)) == len(self.customers):

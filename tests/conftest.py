@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
+import sys
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import psycopg
 import pytest
 from botocore.awsrequest import AWSResponse
 from click.testing import CliRunner, Result
 from moto import mock_aws
+from moto.server import ThreadedMotoServer
 from psycopg.conninfo import make_conninfo
 
 from storage_calc import db, embedded
 from storage_calc.cli import cli
 from storage_calc.config import Settings, parse_location
+from storage_calc.demo import free_port
 from storage_calc.listing import S3Client, make_s3_client
 from storage_calc.model import LocationKind
+from tests.s3_proxy import S3Proxy
 
 # Options leaking in from the environment would change what the CLI tests run.
 for name in list(os.environ):
@@ -194,3 +201,74 @@ def data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A per-test XDG_DATA_HOME, so the default embedded database is the test's own."""
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     return tmp_path / "data"
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """moto's S3 as a real HTTP server on 127.0.0.1, for tests that run the CLI as a process."""
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_proxy(moto_server: str, aws_env: None) -> Iterator[S3Proxy]:
+    """A fault-injecting proxy in front of an emptied moto server holding both buckets."""
+    urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST"))
+    client = boto3.client("s3", endpoint_url=moto_server)
+    client.create_bucket(Bucket=STORAGE)
+    client.create_bucket(Bucket=THUMBS)
+    proxy = S3Proxy(moto_server)
+    yield proxy
+    proxy.close()
+
+
+@pytest.fixture
+def server_put(moto_server: str, s3_proxy: S3Proxy) -> Callable[..., None]:
+    """Puts objects of the given sizes on the moto server: server_put(bucket, {key: size})."""
+    client = boto3.client("s3", endpoint_url=moto_server)
+
+    def put(bucket: str, objects: dict[str, int]) -> None:
+        for key, size in objects.items():
+            client.put_object(Bucket=bucket, Key=key, Body=b"\0" * size)
+
+    return put
+
+
+@pytest.fixture
+def process_env(database_url: str, s3_proxy: S3Proxy) -> dict[str, str]:
+    """The environment of a `storage-calc` process using the test database and the proxy."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STORAGE_CALC_")}
+    env |= {
+        "STORAGE_CALC_DATABASE_URL": database_url,
+        "AWS_ENDPOINT_URL_S3": s3_proxy.url,
+        "PYTHONUNBUFFERED": "1",
+    }
+    return env
+
+
+def storage_calc(*args: str) -> list[str]:
+    """The command line of a `storage-calc` process."""
+    return [sys.executable, "-m", "storage_calc", *args]
+
+
+@pytest.fixture
+def spawn(process_env: dict[str, str]) -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Starts `storage-calc ARGS` as a real process; every one is gone after the test."""
+    started: list[subprocess.Popen[str]] = []
+
+    def spawn(*args: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            storage_calc(*args), env=process_env, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        started.append(process)
+        return process
+
+    yield spawn
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()

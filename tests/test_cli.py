@@ -126,6 +126,25 @@ def test_run_shard_with_no_customers_exits_0(sample: None, invoke: Invoke) -> No
     assert result.exit_code == 0, result.stderr
 
 
+def test_shards_take_the_index_from_job_completion_index(
+    register: Callable[..., None], invoke: Invoke, conn: Any
+) -> None:
+    register("1/1/a", "2/1/a", "3/1/a", "4/1/a")
+    result = invoke("run", "--shards", "2", env={"JOB_COMPLETION_INDEX": "1"})
+    assert result.exit_code == 0, result.stderr
+    customers = conn.execute('SELECT DISTINCT "Customer" FROM "ImageStorage" ORDER BY 1')
+    assert customers.fetchall() == [(1,), (3,)]
+
+
+def test_shards_without_job_completion_index_exit_2(invoke: Invoke) -> None:
+    result = invoke("run", "--shards", "2", env={"JOB_COMPLETION_INDEX": None})
+    assert result.exit_code == 2
+    assert (
+        result.stderr
+        == "Error: --shards needs JOB_COMPLETION_INDEX, which Kubernetes Indexed Jobs set\n"
+    )
+
+
 def test_options_come_from_the_environment(sample: None, invoke: Invoke, conn: Any) -> None:
     result = invoke("run", env={"STORAGE_CALC_CUSTOMER": "2", "STORAGE_CALC_SPACE": "6"})
     assert result.exit_code == 0, result.stderr

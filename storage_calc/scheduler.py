@@ -1,0 +1,117 @@
+"""`storage-calc schedule`: a long-running process firing the calculator on a cron expression.
+
+APScheduler's `max_instances` only holds within this process; the per-customer advisory locks
+are what keep a scheduled run, a manual rerun and a second replica apart.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import structlog
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MISSED,
+    EVENT_SCHEDULER_STARTED,
+    JobExecutionEvent,
+)
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from storage_calc import calculator
+from storage_calc.config import Settings
+from storage_calc.errors import ConfigError, StorageCalcError
+from storage_calc.listing import S3Client
+from storage_calc.model import Scope, Shard
+
+log = structlog.get_logger("storage_calc")
+
+DEFAULT_CRON = "0 2 * * *"
+DEFAULT_TIMEZONE = "UTC"
+# A fire delayed by less than this (a busy host, a clock jump) still runs; later ones are
+# dropped and the next fire is waited for.
+MISFIRE_GRACE_SECONDS = 3600
+JOB_ID = "storage-calc-run"
+
+
+def cron_trigger(expression: str, timezone: str) -> CronTrigger:
+    """A trigger for a five-field crontab expression in `timezone`."""
+    try:
+        zone = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"{timezone!r} is not a known time zone") from exc
+    try:
+        return CronTrigger.from_crontab(expression, zone)
+    except ValueError as exc:
+        raise ConfigError(f"{expression!r} is not a crontab expression: {exc}") from exc
+
+
+def fire(
+    settings: Settings, database_url: str, s3: S3Client, shard: Shard | None,
+    stop: threading.Event,
+) -> None:  # fmt: skip
+    """One scheduled run; its failures are logged, never raised into APScheduler, which would
+    only log them itself."""
+    try:
+        calculator.run(settings, database_url, s3, Scope(), shard, stop=stop)
+    except StorageCalcError as exc:
+        log.error("scheduled_run_failed", error=str(exc))
+
+
+def build_scheduler(
+    settings: Settings,
+    database_url: str,
+    s3: S3Client,
+    trigger: CronTrigger,
+    shard: Shard | None,
+    run_now: bool,
+    stop: threading.Event,
+) -> BlockingScheduler:
+    """A scheduler with one job: never two instances at once, missed fires coalesced."""
+    scheduler = BlockingScheduler(timezone=trigger.timezone)
+    first: dict[str, Any] = {"next_run_time": datetime.now(trigger.timezone)} if run_now else {}
+    scheduler.add_job(
+        fire,
+        trigger,
+        args=(settings, database_url, s3, shard, stop),
+        id=JOB_ID,
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=MISFIRE_GRACE_SECONDS,
+        **first,
+    )
+
+    def after_fire(event: JobExecutionEvent) -> None:
+        if event.code == EVENT_JOB_MISSED:
+            log.warning("scheduled_run_missed", scheduled=str(event.scheduled_run_time))
+        elif event.exception is not None:
+            log.error("scheduled_run_crashed", error=repr(event.exception))
+        log_next_fire(scheduler)
+
+    scheduler.add_listener(after_fire, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+    return scheduler
+
+
+def log_next_fire(scheduler: BlockingScheduler) -> None:
+    job = scheduler.get_job(JOB_ID)
+    if job is not None and job.next_run_time is not None:
+        log.info("next_run_scheduled", next_run=job.next_run_time.isoformat())
+
+
+def serve(scheduler: BlockingScheduler, stop: threading.Event) -> None:
+    """Runs `scheduler` until `stop` is set, then waits for a run in progress to stop."""
+
+    def shut_down() -> None:
+        stop.wait()
+        if scheduler.running:
+            scheduler.shutdown(wait=True)
+
+    scheduler.add_listener(lambda _: log_next_fire(scheduler), EVENT_SCHEDULER_STARTED)
+    threading.Thread(target=shut_down, name="schedule-stop", daemon=True).start()
+    log.info("schedule_started", trigger=str(scheduler.get_job(JOB_ID).trigger))
+    scheduler.start()
+    log.info("schedule_stopped")

@@ -1,0 +1,123 @@
+"""`storage-calc schedule`: driven in a thread with --run-now, and once as a real process."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from storage_calc import scheduler
+from storage_calc.config import Settings
+from storage_calc.errors import ConfigError
+from storage_calc.listing import S3Client
+
+FAR_AWAY = "0 0 1 1 *"
+
+
+def test_the_default_is_nightly_at_two_utc() -> None:
+    trigger = scheduler.cron_trigger(scheduler.DEFAULT_CRON, scheduler.DEFAULT_TIMEZONE)
+    now = datetime(2026, 11, 29, 3, 0, tzinfo=UTC)
+    assert trigger.get_next_fire_time(None, now) == datetime(2026, 11, 30, 2, 0, tzinfo=UTC)
+
+
+def test_the_cron_is_read_in_its_time_zone() -> None:
+    trigger = scheduler.cron_trigger("30 1 * * *", "Europe/London")
+    now = datetime(2026, 7, 1, 0, 0, tzinfo=UTC)
+    assert trigger.get_next_fire_time(None, now) == datetime(2026, 7, 1, 0, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("cron", "zone"), [("0 2 * *", "UTC"), ("61 2 * * *", "UTC"), ("0 2 * * *", "Mars/Base")]
+)
+def test_a_bad_cron_or_zone_is_a_config_error(cron: str, zone: str) -> None:
+    with pytest.raises(ConfigError):
+        scheduler.cron_trigger(cron, zone)
+
+
+def build(settings: Settings, url: str, s3: S3Client, stop: threading.Event) -> Any:
+    trigger = scheduler.cron_trigger(FAR_AWAY, "UTC")
+    return scheduler.build_scheduler(settings, url, s3, trigger, None, True, stop)
+
+
+def test_one_job_never_two_at_once_missed_fires_coalesced(settings: Settings, s3: S3Client) -> None:
+    job = build(settings, "", s3, threading.Event()).get_job(scheduler.JOB_ID)
+    assert (job.max_instances, job.coalesce, job.misfire_grace_time) == (
+        1,
+        True,
+        scheduler.MISFIRE_GRACE_SECONDS,
+    )
+
+
+def serve_until(
+    sched: Any, stop: threading.Event, done: Callable[[list[dict[str, Any]]], bool]
+) -> list[dict[str, Any]]:
+    """Serves in a thread until `done(logs)`, then stops and returns the logs."""
+    with capture_logs() as logs:
+        thread = threading.Thread(target=scheduler.serve, args=(sched, stop))
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not done(logs) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stop.set()
+        thread.join(10)
+        assert not thread.is_alive()
+    return logs
+
+
+def events(logs: list[dict[str, Any]]) -> list[str]:
+    return [e["event"] for e in logs]
+
+
+def test_run_now_fires_once_then_waits_for_the_next_fire(
+    register: Callable[..., None], settings: Settings, s3: S3Client, conn: Any
+) -> None:
+    register("2/5/a")
+    stop = threading.Event()
+    logs = serve_until(
+        build(settings, settings.database_url, s3, stop), stop,
+        lambda logs: "next_run_scheduled" in events(logs)[2:],
+    )  # fmt: skip
+    assert [e for e in events(logs) if e != "customer_calculated"] == [
+        "schedule_started", "next_run_scheduled", "run_finished", "next_run_scheduled",
+        "schedule_stopped",
+    ]  # fmt: skip
+    assert logs[-2]["next_run"].startswith(f"{datetime.now(UTC).year + 1}-01-01T00:00:00")
+    assert conn.execute("SELECT outcome FROM storage_calc.runs").fetchall() == [("done",)]
+
+
+def test_a_failed_run_is_logged_and_the_schedule_goes_on(settings: Settings, s3: S3Client) -> None:
+    stop = threading.Event()
+    sched = build(settings, "postgresql://nobody@127.0.0.1:1/none", s3, stop)
+    logs = serve_until(sched, stop, lambda logs: "scheduled_run_failed" in events(logs))
+    failure = next(e for e in logs if e["event"] == "scheduled_run_failed")
+    assert failure["error"].startswith("cannot connect to the database")
+    assert events(logs)[-2:] == ["next_run_scheduled", "schedule_stopped"]
+
+
+def test_sigterm_stops_the_schedule_process_cleanly(
+    spawn: Callable[..., subprocess.Popen[str]],
+) -> None:
+    process = spawn("schedule", "--cron", FAR_AWAY, "--run-now")
+    assert process.stderr is not None
+    seen = []
+    for line in process.stderr:
+        seen.append(json.loads(line)["event"])
+        if seen.count("next_run_scheduled") == 2:
+            break
+    began = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, rest = process.communicate(timeout=10)
+    assert process.returncode == 0
+    assert time.monotonic() - began < 5
+    assert [json.loads(line)["event"] for line in rest.splitlines()][-2:] == [
+        "stop_requested",
+        "schedule_stopped",
+    ]
