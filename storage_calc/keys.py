@@ -25,8 +25,12 @@ def owner_id(key: str) -> str | None:
     """The id (`c/s/asset`) of the asset that would own `key`, or None if it is unattributable.
 
     `key` is relative to its location's prefix. The id is always a prefix of the key, so an
-    asset `foo` owns `2/5/foo` and `2/5/foo/...` but never `2/5/foo-2` or `2/5/foobar`.
+    asset `foo` owns `2/5/foo` and `2/5/foo/...` but never `2/5/foo-2` or `2/5/foobar`. A key
+    with a NUL character is unattributable: PostgreSQL text cannot hold it, so no registered
+    asset can own it and it cannot be stored as an example.
     """
+    if "\x00" in key:
+        return None
     parts = key.split("/", 3)
     if len(parts) < 3 or not parts[2]:
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,13 +18,15 @@ from botocore.exceptions import (
     NoCredentialsError,
 )
 
-from storage_calc.errors import ListingError
+from storage_calc.errors import ConfigError, ListingError
 
 S3Client = Any  # boto3 clients are generated at run time; there is no importable class.
 
-# botocore's default is the "legacy" mode with 5 attempts; listing a large bucket outlasts
-# throttling storms only with more attempts and the standard mode's jittered backoff.
-RETRIES = {"mode": "standard", "total_max_attempts": 10}
+# Unless the operator chose otherwise (AWS_RETRY_MODE, AWS_MAX_ATTEMPTS or the config file),
+# retry in the standard mode with 10 attempts: botocore's legacy mode and the standard mode's
+# 3 attempts give up too soon for a listing of millions of keys during a throttling storm.
+DEFAULT_RETRY_MODE = "standard"
+DEFAULT_MAX_ATTEMPTS = 10
 
 
 @dataclass(frozen=True)
@@ -42,13 +45,26 @@ def make_s3_client(max_connections: int) -> S3Client:
     """
     session = botocore.session.Session()
     session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
-    config = Config(
-        retries=RETRIES,
-        max_pool_connections=max_connections,
-        connect_timeout=10,
-        read_timeout=60,
-    )
-    return boto3.Session(botocore_session=session).client("s3", config=config)
+    try:
+        config = Config(
+            retries=retry_config(session),
+            max_pool_connections=max_connections,
+            connect_timeout=10,
+            read_timeout=60,
+        )
+        return boto3.Session(botocore_session=session).client("s3", config=config)
+    except BotoCoreError as exc:
+        raise ConfigError(f"the AWS configuration is unusable: {exc}") from exc
+
+
+def retry_config(session: botocore.session.Session) -> dict[str, Any]:
+    """The operator's retry mode and attempts where set, the job's defaults otherwise."""
+    mode = os.environ.get("AWS_RETRY_MODE") or session.get_scoped_config().get("retry_mode")
+    attempts = session.get_config_variable("max_attempts")
+    return {
+        "mode": mode or DEFAULT_RETRY_MODE,
+        "total_max_attempts": int(attempts or DEFAULT_MAX_ATTEMPTS),
+    }
 
 
 def list_pages(

@@ -14,6 +14,9 @@ from storage_calc.keys import owner_id
 from storage_calc.model import LocationKind, SpaceOrphans
 
 ORPHAN_EXAMPLES = 5
+# Distinct orphan asset ids are counted exactly up to this many per space, so that millions of
+# orphans under one prefix cannot exhaust memory; beyond it the count stays at the cap.
+ORPHAN_ASSETS_COUNTED = 100_000
 
 
 @dataclass
@@ -73,7 +76,8 @@ class Tally:
         orphan = self.orphans.setdefault((int(customer), int(space)), OrphanTally())
         orphan.objects += 1
         orphan.bytes += size
-        orphan.assets.add(asset_id)
+        if len(orphan.assets) < ORPHAN_ASSETS_COUNTED:
+            orphan.assets.add(asset_id)
         # The first keys in sort order, so the examples do not depend on listing order.
         examples = orphan.examples
         if location not in examples and (
@@ -102,6 +106,13 @@ class Tally:
 
     def space_orphans(self) -> tuple[SpaceOrphans, ...]:
         return tuple(
-            SpaceOrphans(c, s, o.objects, o.bytes, len(o.assets), tuple(o.examples))
+            SpaceOrphans(
+                c,
+                s,
+                o.objects,
+                o.bytes,
+                min(len(o.assets), ORPHAN_ASSETS_COUNTED),
+                tuple(o.examples),
+            )
             for (c, s), o in sorted(self.orphans.items())
         )

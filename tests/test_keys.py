@@ -55,6 +55,7 @@ def test_asset_ids_are_taken_raw(asset: str) -> None:
         "2147483648/5/foo",
         "2/2147483648/foo",
         "2/5//foo",
+        "2/5/fo\x00o",
     ],
 )
 def test_keys_outside_the_grammar_are_unattributed(key: str) -> None:
@@ -77,7 +78,7 @@ def test_an_asset_id_has_no_trailing_path() -> None:
 
 
 segment = st.text(
-    alphabet=st.characters(blacklist_characters="/", blacklist_categories=("Cs",)), min_size=1
+    alphabet=st.characters(blacklist_characters="/\x00", blacklist_categories=("Cs",)), min_size=1
 )
 asset_keys = st.builds(AssetKey, st.integers(0, 2**31 - 1), st.integers(1, 2**31 - 1), segment)
 

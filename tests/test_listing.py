@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from storage_calc.errors import ListingError
+from storage_calc.errors import ConfigError, ListingError
 from storage_calc.listing import S3Client, list_pages, make_s3_client
 from tests.conftest import STORAGE
 
@@ -86,8 +86,23 @@ def test_missing_credentials_say_what_to_set(monkeypatch: pytest.MonkeyPatch) ->
         list(list_pages(client, STORAGE, ""))
 
 
-def test_the_client_retries_in_standard_mode(s3: S3Client) -> None:
+def test_the_client_retries_in_standard_mode_with_10_attempts(s3: S3Client) -> None:
     assert s3.meta.config.retries == {"mode": "standard", "total_max_attempts": 10}
+
+
+def test_the_operators_retry_settings_win(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_RETRY_MODE", "adaptive")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "4")
+    client = make_s3_client(1)
+    assert client.meta.config.retries == {"mode": "adaptive", "total_max_attempts": 4}
+
+
+def test_an_unknown_profile_is_a_config_error(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    with pytest.raises(ConfigError, match="the AWS configuration is unusable"):
+        make_s3_client(1)
 
 
 def test_throttled_pages_are_retried(s3: S3Client, put: Callable[..., None]) -> None:

@@ -80,3 +80,13 @@ def test_splitting_and_shuffling_the_listing_gives_the_same_tally(
         whole.bytes,
         whole.unattributed_bytes,
     )
+
+
+def test_distinct_orphan_assets_are_counted_up_to_a_cap(monkeypatch: object) -> None:
+    import storage_calc.rollup as rollup
+
+    monkeypatch.setattr(rollup, "ORPHAN_ASSETS_COUNTED", 3)  # type: ignore[attr-defined]
+    tally = Tally({})
+    tally.add(ART, "s", "", [(f"2/5/gone-{n}", 1) for n in range(10)])
+    (orphans,) = tally.space_orphans()
+    assert (orphans.objects, orphans.bytes, orphans.assets) == (10, 10, 3)

@@ -1,0 +1,128 @@
+"""Property tests: random layouts, random scopes and random listing failures.
+
+After every run the invariants of CONTRACT §3.2 hold, and once a run over everything succeeds
+the figures equal a naive reference model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from storage_calc import calculator
+from storage_calc.config import Settings
+from storage_calc.listing import S3Client
+from storage_calc.model import AssetKey, Scope
+from tests.conftest import STORAGE, THUMBS, error_response
+
+Conn = psycopg.Connection[Any]
+
+asset_ids = st.builds(
+    lambda c, s, a: f"{c}/{s}/{a}",
+    st.integers(1, 3), st.integers(1, 2), st.sampled_from(["a", "a-2", "ab", "a b", "b"]),
+)  # fmt: skip
+objects = st.lists(
+    st.tuples(
+        st.sampled_from([STORAGE, THUMBS]),
+        asset_ids,
+        st.sampled_from(["", "/original", "/open/100.jpg", "/x/y"]),
+        st.integers(0, 996),
+    ),
+    max_size=25,
+)
+scopes = st.one_of(
+    st.just(Scope()),
+    st.builds(Scope, customer=st.integers(1, 3)),
+    st.builds(lambda c, s: Scope(customer=c, space=s), st.integers(1, 3), st.integers(1, 2)),
+    asset_ids.map(lambda i: Scope(asset=AssetKey(*map(int, i.split("/")[:2]), i.split("/")[2]))),
+)
+steps = st.lists(st.tuples(scopes, st.sets(st.integers(1, 3))), min_size=1, max_size=4)
+
+
+def check_invariants(conn: Conn) -> None:
+    spaces = conn.execute(
+        'SELECT c."Customer", c."Space", c."NumberOfStoredImages", c."TotalSizeOfStoredImages",'
+        ' c."TotalSizeOfThumbnails", count(i."Id"), coalesce(sum(i."Size"), 0),'
+        ' coalesce(sum(i."ThumbnailSize"), 0)'
+        ' FROM "CustomerStorage" c LEFT JOIN "ImageStorage" i'
+        ' ON i."Customer" = c."Customer" AND i."Space" = c."Space"'
+        ' WHERE c."Space" > 0 GROUP BY 1, 2, 3, 4, 5'
+    ).fetchall()
+    for row in spaces:
+        assert row[2:5] == row[5:8], row
+    rows = conn.execute(
+        'SELECT "Customer", "Space", "NumberOfStoredImages", "TotalSizeOfStoredImages",'
+        ' "TotalSizeOfThumbnails" FROM "CustomerStorage"'
+    ).fetchall()
+    for customer in {r[0] for r in rows}:
+        own = [r for r in rows if r[0] == customer]
+        (total,) = [r[2:] for r in own if r[1] == 0]
+        assert total == tuple(sum(r[i] for r in own if r[1] > 0) for i in (2, 3, 4)), customer
+    in_progress = conn.execute('SELECT count(*) FROM "ImageStorage" WHERE "CheckingInProgress"')
+    assert in_progress.fetchone() == (0,)
+
+
+def reference(
+    registered: set[str], listed: dict[tuple[str, str], int]
+) -> dict[str, tuple[int, int]]:
+    def owned(asset: str, bucket: str) -> int:
+        return sum(
+            size for (b, key), size in listed.items()
+            if b == bucket and (key == asset or key.startswith(asset + "/"))
+        )  # fmt: skip
+
+    return {a: (owned(a, STORAGE), owned(a, THUMBS)) for a in registered}
+
+
+@hypothesis_settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(registered=st.sets(asset_ids, max_size=8), listed=objects, runs=steps)
+def test_invariants_hold_after_any_runs_and_failures(
+    registered: set[str], listed: list[tuple[str, str, str, int]],
+    runs: list[tuple[Scope, set[int]]], s3: S3Client, settings: Settings, conn: Conn,
+) -> None:  # fmt: skip
+    for table in ('"Images"', '"ImageStorage"', '"CustomerStorage"'):
+        conn.execute(f"TRUNCATE {table}")
+    for bucket in (STORAGE, THUMBS):
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for o in page.get("Contents", ()):
+                s3.delete_object(Bucket=bucket, Key=o["Key"])
+    for asset in registered:
+        c, s, _ = asset.split("/", 2)
+        conn.execute('INSERT INTO "Images" VALUES (%s, %s, %s)', (asset, int(c), int(s)))
+    stored = {(bucket, asset + rest): size for bucket, asset, rest, size in listed}
+    for (bucket, key), size in stored.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=b"\0" * size)
+
+    failing: set[int] = set()
+    hook = failing_customers(failing)
+    s3.meta.events.register("before-send.s3.ListObjectsV2", hook)
+    try:
+        for scope, failures in runs:
+            failing.clear()
+            failing.update(failures)
+            calculator.run(settings, settings.database_url or "", s3, scope)
+            check_invariants(conn)
+        failing.clear()
+        report = calculator.run(settings, settings.database_url or "", s3)
+    finally:
+        s3.meta.events.unregister("before-send.s3.ListObjectsV2", hook)
+    assert report.outcome == "done"
+    check_invariants(conn)
+    rows = conn.execute('SELECT "Id", "Size", "ThumbnailSize" FROM "ImageStorage"')
+    assert {r[0]: (r[1], r[2]) for r in rows} == reference(registered, stored)
+
+
+def failing_customers(failing: set[int]) -> Callable[..., Any]:
+    def answer(request: Any, **_: Any) -> Any:
+        if any(f"prefix={c}%2F" in request.url for c in failing):
+            return error_response(403, "AccessDenied")
+        return None
+
+    return answer
