@@ -38,3 +38,17 @@ def test_the_ci_script_runs_the_readme_test_command() -> None:
 
 def test_the_readme_opens_with_the_demo() -> None:
     assert "storage-calc demo" in README[:1200]
+
+
+def test_every_test_named_in_the_reliability_table_exists() -> None:
+    import re
+
+    table = (ROOT / "docs" / "reliability.md").read_text()
+    names = re.findall(r"`(\S+\.py)?::(test_\w+)`", table)
+    assert len(names) > 40
+    current = None
+    for path, name in names:
+        current = path or current
+        assert current is not None
+        source = (ROOT / "tests" / current).read_text()
+        assert f"def {name}(" in source, f"{current}::{name}"
