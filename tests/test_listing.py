@@ -4,9 +4,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from storage_calc.errors import ConfigError, ListingError
-from storage_calc.listing import S3Client, list_pages, make_s3_client
+from storage_calc.listing import PAGE, Page, S3Client, list_pages, make_s3_client
 from tests.conftest import STORAGE
 
 
@@ -116,3 +117,18 @@ def test_throttled_pages_are_retried(s3: S3Client, put: Callable[..., None]) -> 
 
     s3.meta.events.register("before-send.s3.ListObjectsV2", throttle)
     assert [p.objects for p in list_pages(s3, STORAGE, "2/5/")] == [[("2/5/a", 3)]]
+
+
+def test_the_client_reads_listings_itself_and_leaves_botocore_the_paging(
+    s3: S3Client, put: Callable[..., None]
+) -> None:
+    put(STORAGE, {"2/5/a b": 3, "2/5/c": 4})
+    response = s3.list_objects_v2(Bucket=STORAGE, Prefix="2/5/", MaxKeys=1)
+    assert "Contents" not in response
+    assert response[PAGE] == Page([("2/5/a b", 3)], [])
+    assert response["IsTruncated"] is True and response["NextContinuationToken"]
+
+
+def test_an_error_response_is_left_to_botocore(s3: S3Client) -> None:
+    with pytest.raises(ClientError, match="NoSuchBucket"):
+        s3.list_objects_v2(Bucket="no-such-bucket")
