@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import structlog
 
@@ -27,6 +29,10 @@ from storage_calc.rollup import Tally
 
 log = structlog.get_logger("storage_calc")
 
+# Customers listed at once: the next ones are listed while the previous one is written, and
+# memory stays bounded by the assets of this many customers.
+CUSTOMERS_IN_FLIGHT = 3
+
 
 @dataclass(frozen=True)
 class Job:
@@ -35,6 +41,7 @@ class Job:
     settings: Settings
     s3: S3Client
     pool: ThreadPoolExecutor
+    customers: ThreadPoolExecutor
     dry_run: bool
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -87,16 +94,18 @@ def run(
         started = db.server_now(database.conn)
         shard_text = str(shard) if shard else None
         run_id = None if dry_run else db.start_run(database.conn, started, str(scope), shard_text)
-        with ThreadPoolExecutor(settings.workers, thread_name_prefix="list") as pool:
-            job = Job(settings, s3, pool, dry_run, stop)
+        with (
+            ThreadPoolExecutor(settings.workers, thread_name_prefix="list") as pool,
+            ThreadPoolExecutor(CUSTOMERS_IN_FLIGHT, thread_name_prefix="customer") as customers,
+        ):
+            job = Job(settings, s3, pool, customers, dry_run, stop)
             results: list[CustomerResult] = []
             outside = Tally({})
             error = None
             try:
-                for customer in resolve_customers(job, database, scope, shard, outside):
-                    if stop.is_set():
-                        break
-                    result = compute_customer(job, database, customer, scope)
+                for result in compute_customers(
+                    job, database, resolve_customers(job, database, scope, shard, outside), scope
+                ):
                     if run_id is not None and result.outcome is Outcome.DONE:
                         db.record_customer(database.conn, run_id, result)
                     results.append(result)
@@ -167,53 +176,108 @@ def resolve_customers(
     return sorted(c for c in customers if shard is None or shard.includes(c))
 
 
-def compute_customer(job: Job, database: Database, customer: int, scope: Scope) -> CustomerResult:
-    """Lists, attributes and writes one customer's scope under its advisory lock."""
-    began = time.monotonic()
+def compute_customers(
+    job: Job, database: Database, customers: list[int], scope: Scope
+) -> Iterator[CustomerResult]:
+    """Each customer's result, in order, with the listings of the next customers running while
+    the previous one is written. No customer is started once a stop is requested."""
+    in_flight: deque[Pending] = deque()
+    for customer in customers:
+        if job.stop.is_set():
+            break
+        in_flight.append(start_customer(job, database, customer, scope))
+        if len(in_flight) == CUSTOMERS_IN_FLIGHT:
+            yield finish_customer(job, database, in_flight.popleft())
+    while in_flight:
+        yield finish_customer(job, database, in_flight.popleft())
+
+
+@dataclass
+class Pending:
+    """A customer of the run: locked, flagged and being listed, or already ended (`result`)."""
+
+    customer: int
+    space: int | None
+    asset_id: str | None
+    began: float = field(default_factory=time.monotonic)
+    registry: dict[str, int] = field(default_factory=dict)
+    checked: datetime | None = None
+    flagged: bool = False
+    listing: Future[Tally] | None = None
+    result: CustomerResult | None = None
+
+
+def start_customer(job: Job, database: Database, customer: int, scope: Scope) -> Pending:
+    """Takes the customer's advisory lock, reads its registered assets, sets its
+    `CheckingInProgress` (committed, so readers see it) and starts listing it."""
     space = scope.asset.space if scope.asset else scope.space
-    asset_id = scope.asset.id if scope.asset else None
-    bound = log.bind(customer=customer, space=space, asset=asset_id)
+    pending = Pending(customer, space, scope.asset.id if scope.asset else None)
     conn = database.conn
     if not db.try_lock_customer(conn, customer):
-        bound.warning("customer_locked", reason="another run is computing this customer")
-        return CustomerResult(customer, Outcome.LOCKED, error="locked by another run")
-    flagged = False
+        log.warning("customer_locked", customer=customer, reason="another run is computing it")
+        pending.result = CustomerResult(customer, Outcome.LOCKED, error="locked by another run")
+        return pending
     try:
-        checked = db.server_now(conn)
-        registry = db.read_registry(conn, customer, space, asset_id)
-        if asset_id is not None and asset_id not in registry:
-            raise NotFound(f'asset {asset_id} is not registered in "Images"')
+        pending.checked = db.server_now(conn)
+        pending.registry = db.read_registry(conn, customer, space, pending.asset_id)
+        if pending.asset_id is not None and pending.asset_id not in pending.registry:
+            raise NotFound(f'asset {pending.asset_id} is not registered in "Images"')
         if not job.dry_run:
-            db.set_in_progress(conn, True, customer, space, asset_id)
-            flagged = True
-        tally = list_customer(job, customer, scope, registry)
-        changes = db.write_customer(
-            conn, customer, space, asset_id, tally.asset_rows(), checked, job.dry_run
+            db.set_in_progress(conn, True, customer, space, pending.asset_id)
+            pending.flagged = True
+        pending.listing = job.customers.submit(
+            list_customer, job, customer, scope, pending.registry
         )
-        result = CustomerResult(
-            customer, Outcome.DONE, tally.objects, tally.bytes, len(registry),
-            tally.unattributed_objects, tally.unattributed_bytes, tally.space_orphans(), changes,
-        )  # fmt: skip
     except StorageCalcError as exc:
-        if flagged:
-            clear_flags(database, customer, space, asset_id)
-        result = CustomerResult(customer, Outcome.FAILED, error=str(exc))
-    finally:
-        release(database, customer)
-    bound.info(
-        "customer_calculated",
-        outcome=result.outcome.value,
-        objects=result.objects,
-        bytes=result.bytes,
-        assets=result.assets,
-        orphans=result.orphan_objects,
-        orphan_bytes=result.orphan_bytes,
-        unattributed=result.unattributed_objects,
-        changes=len(result.changes),
-        duration_s=round(time.monotonic() - began, 3),
-        error=result.error,
-    )
+        pending.result = give_up(database, pending, exc)
+    return pending
+
+
+def finish_customer(job: Job, database: Database, pending: Pending) -> CustomerResult:
+    """Waits for the customer's listing and writes its figures in one transaction."""
+    if pending.result is None:
+        assert pending.listing is not None and pending.checked is not None
+        try:
+            tally = pending.listing.result()
+            changes = db.write_customer(
+                database.conn, pending.customer, pending.space, pending.asset_id,
+                tally.asset_rows(), pending.checked, job.dry_run,
+            )  # fmt: skip
+            pending.result = CustomerResult(
+                pending.customer, Outcome.DONE, tally.objects, tally.bytes,
+                len(pending.registry), tally.unattributed_objects, tally.unattributed_bytes,
+                tally.space_orphans(), changes,
+            )  # fmt: skip
+            release(database, pending.customer)
+        except StorageCalcError as exc:
+            pending.result = give_up(database, pending, exc)
+    result = pending.result
+    if result.outcome is not Outcome.LOCKED:
+        log.info(
+            "customer_calculated",
+            customer=result.customer,
+            space=pending.space,
+            asset=pending.asset_id,
+            outcome=result.outcome.value,
+            objects=result.objects,
+            bytes=result.bytes,
+            assets=result.assets,
+            orphans=result.orphan_objects,
+            orphan_bytes=result.orphan_bytes,
+            unattributed=result.unattributed_objects,
+            changes=len(result.changes),
+            duration_s=round(time.monotonic() - pending.began, 3),
+            error=result.error,
+        )
     return result
+
+
+def give_up(database: Database, pending: Pending, exc: StorageCalcError) -> CustomerResult:
+    """A failed customer keeps its previous figures: clear its flags, release its lock."""
+    if pending.flagged:
+        clear_flags(database, pending.customer, pending.space, pending.asset_id)
+    release(database, pending.customer)
+    return CustomerResult(pending.customer, Outcome.FAILED, error=str(exc))
 
 
 def clear_flags(database: Database, customer: int, space: int | None, asset: str | None) -> None:

@@ -12,6 +12,8 @@ DEFAULT_STORAGE_BUCKET = "dlcs-storage"
 DEFAULT_THUMBS_BUCKET = "dlcs-thumbs"
 DEFAULT_API_BASE_URL = "https://api.dlcs.example"
 DEFAULT_WORKERS = 8
+DEFAULT_CRON = "0 2 * * *"
+DEFAULT_TIMEZONE = "UTC"
 
 # S3's rules for bucket names: 3 to 63 lowercase letters, digits, dots and hyphens.
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")

@@ -10,7 +10,7 @@ from urllib.parse import unquote_plus
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
-import boto3
+import botocore.handlers
 import botocore.session
 from botocore.config import Config
 from botocore.exceptions import (
@@ -23,7 +23,7 @@ from botocore.exceptions import (
 
 from storage_calc.errors import ConfigError, ListingError
 
-S3Client = Any  # boto3 clients are generated at run time; there is no importable class.
+S3Client = Any  # botocore clients are generated at run time; there is no importable class.
 
 # Unless the operator chose otherwise (AWS_RETRY_MODE, AWS_MAX_ATTEMPTS or the config file),
 # retry in the standard mode with 10 attempts: botocore's legacy mode and the standard mode's
@@ -47,6 +47,9 @@ class Page:
 def make_s3_client(max_connections: int) -> S3Client:
     """An S3 client from boto3's own configuration chain (AWS_ENDPOINT_URL_S3, AWS_PROFILE, ...).
 
+    It is made by botocore, the engine under boto3, with the same chain: boto3's resource
+    layer and transfer manager would only add to every start-up.
+
     Its ListObjectsV2 responses are read by `read_listing`: botocore still signs, retries and
     reports errors, but never builds a dictionary with a parsed datetime for every listed key,
     which is most of its work per key and which the job never reads.
@@ -60,10 +63,10 @@ def make_s3_client(max_connections: int) -> S3Client:
             connect_timeout=10,
             read_timeout=60,
         )
-        client = boto3.Session(botocore_session=session).client("s3", config=config)
+        client = session.create_client("s3", config=config)
     except BotoCoreError as exc:
         raise ConfigError(f"the AWS configuration is unusable: {exc}") from exc
-    client.meta.events.register("before-parse.s3.ListObjectsV2", read_listing)
+    read_listings_first(client.meta.events)
     return client
 
 
@@ -77,24 +80,47 @@ def retry_config(session: botocore.session.Session) -> dict[str, Any]:
     }
 
 
+def read_listings_first(events: Any) -> None:
+    """Registers `read_listing` ahead of botocore's check for errors sent with status 200.
+
+    That check parses every S3 response body in full; run after `read_listing` it reads the
+    short body left behind instead, and it still turns an `<Error>` or a truncated body into a
+    retried 500. Handlers of `s3.*` run before those of `s3.ListObjectsV2`, so the check is
+    taken out and put back behind `read_listing`; if botocore ever renames it, it stays where
+    it is and only costs a second parse.
+    """
+    check = getattr(botocore.handlers, "_handle_200_error", None)
+    if check is not None:
+        events.unregister("before-parse.s3.*", check)
+    events.register_first("before-parse.s3.*", read_listing)
+    if check is not None:
+        events.register_first("before-parse.s3.*", check)
+
+
 def read_listing(
-    response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
+    response_dict: dict[str, Any],
+    customized_response_dict: dict[str, Any],
+    operation_model: Any,
+    **_: Any,
 ) -> None:
     """Reads the keys and sizes of a successful ListObjectsV2 response into a `Page`.
 
     What botocore is left to parse is only what drives the listing: `IsTruncated` and
     `NextContinuationToken`. Keys arrive URL-encoded because botocore asks for
     `EncodingType=url` (the job never sets it itself), so they are decoded here, exactly once,
-    the way botocore would (`unquote_plus`). An error, or a body that is not XML, is left to
-    botocore, which reports or retries it as usual.
+    the way botocore would (`unquote_plus`). Anything else (an error status, an `<Error>` sent
+    with 200, a truncated or malformed body) is left as it came, for botocore to report or
+    retry as usual.
     """
-    if response_dict["status_code"] != 200:
+    if operation_model.name != "ListObjectsV2" or response_dict["status_code"] != 200:
         return
     try:
         root = ElementTree.fromstring(response_dict["body"])
     except ElementTree.ParseError:
         return
     ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+    if root.tag != f"{ns}ListBucketResult":
+        return
     decode = unquote_plus if root.findtext(f"{ns}EncodingType") == "url" else str
     key_tag, size_tag = f"{ns}Key", f"{ns}Size"
     objects = []

@@ -30,8 +30,6 @@ from storage_calc.model import Scope, Shard
 
 log = structlog.get_logger("storage_calc")
 
-DEFAULT_CRON = "0 2 * * *"
-DEFAULT_TIMEZONE = "UTC"
 # A fire delayed by less than this (a busy host, a clock jump) still runs; later ones are
 # dropped and the next fire is waited for.
 MISFIRE_GRACE_SECONDS = 3600

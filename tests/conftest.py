@@ -154,10 +154,10 @@ def settings_with_prefixes(database_url: str, storage: str, thumbs: str) -> Sett
 
 def error_response(status: int, code: str) -> AWSResponse:
     body = f"<Error><Code>{code}</Code><Message>{code}</Message></Error>".encode()
-    return AWSResponse("https://s3.test/", status, {}, _Raw(body))
+    return AWSResponse("https://s3.test/", status, {}, RawBody(body))
 
 
-class _Raw:
+class RawBody:
     """The minimal raw body botocore reads from an AWSResponse."""
 
     def __init__(self, body: bytes) -> None:

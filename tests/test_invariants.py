@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from storage_calc import calculator
 from storage_calc.config import Settings
-from storage_calc.listing import S3Client
+from storage_calc.listing import S3Client, list_pages
 from storage_calc.model import AssetKey, Scope
 from tests.conftest import STORAGE, THUMBS, error_response
 
@@ -90,9 +90,9 @@ def test_invariants_hold_after_any_runs_and_failures(
     for table in ('"Images"', '"ImageStorage"', '"CustomerStorage"'):
         conn.execute(f"TRUNCATE {table}")
     for bucket in (STORAGE, THUMBS):
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-            for o in page.get("Contents", ()):
-                s3.delete_object(Bucket=bucket, Key=o["Key"])
+        for page in list_pages(s3, bucket, ""):
+            for key, _ in page.objects:
+                s3.delete_object(Bucket=bucket, Key=key)
     for asset in registered:
         c, s, _ = asset.split("/", 2)
         conn.execute('INSERT INTO "Images" VALUES (%s, %s, %s)', (asset, int(c), int(s)))

@@ -4,11 +4,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 
 from storage_calc.errors import ConfigError, ListingError
 from storage_calc.listing import PAGE, Page, S3Client, list_pages, make_s3_client
-from tests.conftest import STORAGE
+from tests.conftest import STORAGE, RawBody
 
 
 def keys(pages: Any) -> list[str]:
@@ -132,3 +133,25 @@ def test_the_client_reads_listings_itself_and_leaves_botocore_the_paging(
 def test_an_error_response_is_left_to_botocore(s3: S3Client) -> None:
     with pytest.raises(ClientError, match="NoSuchBucket"):
         s3.list_objects_v2(Bucket="no-such-bucket")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<Error><Code>InternalError</Code><Message>sent with 200</Message></Error>",
+        b'<?xml version="1.0"?><ListBucketResult><Contents><Key>2/5/a</Ke',
+    ],
+)
+def test_an_error_or_a_truncated_body_sent_with_200_is_retried(
+    s3: S3Client, put: Callable[..., None], body: bytes
+) -> None:
+    put(STORAGE, {"2/5/a": 3})
+    bad = iter([True])
+
+    def answer(request: Any, **_: Any) -> Any:
+        if next(bad, False):
+            return AWSResponse(request.url, 200, {}, RawBody(body))
+        return None
+
+    s3.meta.events.register("before-send.s3.ListObjectsV2", answer)
+    assert [p.objects for p in list_pages(s3, STORAGE, "2/5/")] == [[("2/5/a", 3)]]

@@ -15,7 +15,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from storage_calc import scheduler
-from storage_calc.config import Settings
+from storage_calc.config import DEFAULT_CRON, DEFAULT_TIMEZONE, Settings
 from storage_calc.errors import ConfigError
 from storage_calc.listing import S3Client
 
@@ -23,7 +23,7 @@ FAR_AWAY = "0 0 1 1 *"
 
 
 def test_the_default_is_nightly_at_two_utc() -> None:
-    trigger = scheduler.cron_trigger(scheduler.DEFAULT_CRON, scheduler.DEFAULT_TIMEZONE)
+    trigger = scheduler.cron_trigger(DEFAULT_CRON, DEFAULT_TIMEZONE)
     now = datetime(2026, 11, 29, 3, 0, tzinfo=UTC)
     assert trigger.get_next_fire_time(None, now) == datetime(2026, 11, 30, 2, 0, tzinfo=UTC)
 

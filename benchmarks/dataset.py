@@ -1,0 +1,76 @@
+"""A deterministic dataset in the platform's key layout, with its ground truth."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+TILED_OBJECTS = 1_200  # one asset with more than a page of objects
+
+
+@dataclass
+class Dataset:
+    """Objects (key -> size) per bucket, registered asset ids, and the expected figures."""
+
+    storage: dict[str, int] = field(default_factory=dict)
+    thumbs: dict[str, int] = field(default_factory=dict)
+    assets: list[str] = field(default_factory=list)
+    # customer -> [assets, artefact bytes, thumbnail bytes]
+    truth: dict[int, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0]))
+
+    @property
+    def objects(self) -> int:
+        return len(self.storage) + len(self.thumbs)
+
+    def add_asset(self, asset_id: str, artefacts: dict[str, int], thumbs: dict[str, int]) -> None:
+        customer = int(asset_id.split("/", 1)[0])
+        self.assets.append(asset_id)
+        row = self.truth[customer]
+        row[0] += 1
+        for suffix, size in artefacts.items():
+            self.storage[asset_id + suffix] = size
+            row[1] += size
+        for suffix, size in thumbs.items():
+            self.thumbs[asset_id + suffix] = size
+            row[2] += size
+
+
+def generate(objects: int, customers: int = 20, seed: int = 2) -> Dataset:
+    """About `objects` objects over `customers` customers of 1 to 4 spaces each: images, audio
+    and video with originals, info.json, AV outputs, thumbnails and legacy thumbnails, one asset
+    with more than 1,000 objects, orphans (objects of unregistered ids) and `transient/` keys."""
+    rng = random.Random(seed)
+    data = Dataset()
+    spaces = {c: list(range(1, rng.randint(1, 4) + 1)) for c in range(1, customers + 1)}
+
+    def size() -> int:
+        return rng.randint(1, 64)
+
+    tiles = {f"/tiles/{n:05d}.jpg": size() for n in range(min(TILED_OBJECTS, objects // 10))}
+    data.add_asset("1/1/tiled", {"": size(), **tiles}, {"/open/100.jpg": size()})
+    n = 0
+    while data.objects < objects:
+        n += 1
+        customer = rng.randint(1, customers)
+        asset_id = f"{customer}/{rng.choice(spaces[customer])}/asset-{n:07d}"
+        kind = rng.random()
+        if kind < 0.02:
+            data.storage[f"{customer}/{rng.choice(spaces[customer])}/orphan-{n}/original"] = size()
+            continue
+        if kind < 0.03:
+            data.storage[f"transient/{asset_id}"] = size()
+            continue
+        if kind < 0.10:
+            artefacts = {"/full/max/default.mp3": size(), "/original": size(), "/metadata": size()}
+            thumbs = {"/low.jpg": size()}
+        elif kind < 0.15:
+            artefacts = {"/full/full/max/max/0/default.mp4": size(), "/original": size()}
+            thumbs = {"/low.jpg": size(), "/s.json": size()}
+        else:
+            artefacts = {"": size(), "/original": size(), "/info/iiif-img/3/info.json": size()}
+            thumbs = {f"/open/{edge}.jpg": size() for edge in (100, 200, 400)} | {"/s.json": size()}
+            if kind > 0.95:
+                thumbs["/full/100,200/0/default.jpg"] = size()
+        data.add_asset(asset_id, artefacts, thumbs)
+    return data

