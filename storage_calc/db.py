@@ -170,14 +170,16 @@ def write_customer(
         translated(f"writing the figures of customer {customer} failed"),
         conn.transaction(force_rollback=dry_run),
     ):
+        execute(conn, "no_nested_loops")
         before = _customer_rows(conn, customer)
         execute(conn, "create_figures")
         with conn.cursor().copy(queries()["copy_figures"]) as copy:
             for row in asset_rows:
                 copy.write_row(row)
         for name in (
-            "upsert_image_storage",
+            "analyze_figures",
             "delete_unregistered",
+            "upsert_image_storage",
             "upsert_space_rows",
             "upsert_customer_row",
         ):

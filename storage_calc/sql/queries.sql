@@ -50,6 +50,18 @@ CREATE TEMP TABLE storage_calc_figures (
 -- Streams the per-asset figures into the staging table.
 COPY storage_calc_figures ("Id", "Space", "Size", "ThumbnailSize") FROM STDIN;
 
+-- name: no_nested_loops
+-- The write statements join a customer's rows, up to millions, with tables that the same
+-- transaction (or a recent one) has just filled, before their statistics catch up. With stale
+-- statistics the planner can choose a nested loop that rereads one side for every row of the
+-- other; hash and merge joins stay linear whatever the estimates.
+SET LOCAL enable_nestloop = off;
+
+-- name: analyze_figures
+-- Gives the planner the staging table's real size: temporary tables are never analyzed by
+-- autovacuum, and a guess of a few rows makes a million-row join a nested loop.
+ANALYZE storage_calc_figures;
+
 -- name: customer_rows
 -- The CustomerStorage rows of a customer, locked until the end of the transaction.
 SELECT "Customer" AS customer, "Space" AS space, "StoragePolicy" AS storage_policy,
@@ -75,16 +87,19 @@ ON CONFLICT ("Id", "Customer", "Space") DO UPDATE SET
     "CheckingInProgress" = false;
 
 -- name: delete_unregistered
--- Deletes the ImageStorage rows of a scope whose asset is no longer registered.
+-- Deletes the ImageStorage rows of a scope whose asset is no longer registered. A set
+-- difference, so the plan stays two scans however stale the statistics of either table are.
 DELETE FROM "ImageStorage" s
-WHERE s."Customer" = %(customer)s
-  AND (%(space)s::int IS NULL OR s."Space" = %(space)s)
-  AND (%(asset)s::text IS NULL OR s."Id" = %(asset)s)
-  AND NOT EXISTS (
-      SELECT 1 FROM "Images" i
-      WHERE i."Id" = s."Id" AND i."Customer" = s."Customer" AND i."Space" = s."Space"
-        AND i."Space" > 0
-  );
+USING (
+    SELECT "Id", "Space" FROM "ImageStorage"
+    WHERE "Customer" = %(customer)s
+      AND (%(space)s::int IS NULL OR "Space" = %(space)s)
+      AND (%(asset)s::text IS NULL OR "Id" = %(asset)s)
+    EXCEPT
+    SELECT "Id", "Space" FROM "Images"
+    WHERE "Customer" = %(customer)s AND "Space" > 0
+) gone
+WHERE s."Customer" = %(customer)s AND s."Id" = gone."Id" AND s."Space" = gone."Space";
 
 -- name: upsert_space_rows
 -- Recomputes the space rows of a scope from ImageStorage; a space left empty is zeroed.

@@ -25,7 +25,7 @@ CREATE TABLE IF NOT EXISTS "ImageStorage" (
     "LastChecked" timestamptz,
     "CheckingInProgress" boolean NOT NULL DEFAULT false,
     PRIMARY KEY ("Id", "Customer", "Space")
-);
+) WITH (fillfactor = 70);  -- every run rewrites every row: room on the page keeps updates HOT
 CREATE INDEX IF NOT EXISTS "IX_ImageStorage_Customer_Space" ON "ImageStorage" ("Customer", "Space");
 
 CREATE TABLE IF NOT EXISTS "CustomerStorage" (
