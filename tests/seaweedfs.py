@@ -3,6 +3,7 @@ integration tests and the benchmark."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -53,7 +54,8 @@ def free_port_pair() -> int:
 def start_seaweedfs(data_dir: Path, timeout: float = 60) -> SeaweedFS:
     """Starts `weed mini` bound to 127.0.0.1 only, without telemetry, in `data_dir`.
 
-    Started without credentials it accepts any key. It is ready when its S3 port answers.
+    Started without AWS credentials in its environment it accepts any key. It is ready when
+    its S3 port answers.
     """
     weed = shutil.which("weed")
     if weed is None:
@@ -67,8 +69,10 @@ def start_seaweedfs(data_dir: Path, timeout: float = 60) -> SeaweedFS:
         f"-volume.port={volume}", f"-filer.port={filer}", "-admin.ui=false", "-webdav=false",
         "-s3.port.iceberg=0", "-s3.port.lance=0",
     ]  # fmt: skip
+    # Credentials in its environment would turn on SigV4 checks for that one key pair.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     server = SeaweedFS(f"http://127.0.0.1:{s3}", process, log)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
