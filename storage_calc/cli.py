@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from storage_calc import calculator, db, embedded, jsonld, logs
+from storage_calc import calculator, db, embedded, jsonld, logs, resources
 from storage_calc.config import (
     DEFAULT_API_BASE_URL,
     DEFAULT_CRON,
@@ -383,11 +383,9 @@ def show_customer(customer: int, space: int, **params: Any) -> None:
     """
     settings = settings_from(params)
     with reported(), db.connect(database_url(settings)) as conn:
-        row = db.customer_storage(conn, customer, space)
+        resource = resources.customer_storage(conn, customer, space, settings.api_base_url)
     what = f"customer {customer}" + (f" space {space}" if space else "")
-    print_resource(
-        row and jsonld.customer_storage(row, settings.api_base_url), f"storage figures of {what}"
-    )
+    print_resource(resource, f"storage figures of {what}")
 
 
 @show.command("asset")
@@ -403,11 +401,10 @@ def show_asset(asset: AssetKey, **params: Any) -> None:
     """
     settings = settings_from(params)
     with reported(), db.connect(database_url(settings)) as conn:
-        row = db.image_storage(conn, asset.customer, asset.space, asset.id)
-    print_resource(
-        row and jsonld.image_storage(row, settings.api_base_url),
-        f"storage figures of asset {asset.id}",
-    )
+        resource = resources.image_storage(
+            conn, asset.customer, asset.space, asset.asset, settings.api_base_url
+        )
+    print_resource(resource, f"storage figures of asset {asset.id}")
 
 
 @show.command("policy")
@@ -423,10 +420,38 @@ def show_policy(policy: str, **params: Any) -> None:
     """
     settings = settings_from(params)
     with reported(), db.connect(database_url(settings)) as conn:
-        row = db.storage_policy(conn, policy)
-    print_resource(
-        row and jsonld.storage_policy(row, settings.api_base_url), f"storage policy {policy!r}"
-    )
+        resource = resources.storage_policy(conn, policy, settings.api_base_url)
+    print_resource(resource, f"storage policy {policy!r}")
+
+
+@cli.command("serve")
+@option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@database_option
+@api_option
+def serve_command(host: str, port: int, **params: Any) -> None:
+    """Serve the storage resources over HTTP, read-only, from the same database.
+
+    GET /customers/C/storage, /customers/C/spaces/S/storage,
+    /customers/C/spaces/S/images/ID/storage and /storagePolicies/ID return exactly what
+    `show` prints; /healthz checks the database. It never writes. Needs the 'api' extra.
+
+    \b
+    Example:
+        storage-calc serve --port 8080 --api-base-url https://api.example.org
+    """
+    try:
+        import uvicorn
+
+        from storage_calc.api import create_app
+    except ImportError as exc:
+        raise Failure(
+            "serve needs the 'api' extra: pip install 'storage-calc[api]'", EXIT_USAGE
+        ) from exc
+    settings = settings_from(params)
+    with reported():
+        app = create_app(database_url(settings), settings.api_base_url)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 @cli.command("demo")

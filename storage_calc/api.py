@@ -1,0 +1,176 @@
+"""`storage-calc serve`: the documented storage resources over HTTP, read-only.
+
+A small Starlette application over a psycopg connection pool. Every request reads one row by
+its primary key, under the statement timeout every connection of the job has, so no request
+can run an unbounded query. It never writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any
+from urllib.parse import unquote
+
+from psycopg_pool import ConnectionPool, PoolTimeout
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from storage_calc import db, jsonld, resources
+from storage_calc.errors import DatabaseError, StorageCalcError
+from storage_calc.keys import parse_int
+
+LD_JSON = "application/ld+json"
+# Figures change once a run; a client may reuse them for a few minutes.
+CACHE_CONTROL = "public, max-age=300"
+POOL_SIZE = 4
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message, "status": status}, status_code=status)
+
+
+def segments(request: Request) -> list[str]:
+    """The path's segments, each percent-decoded exactly once (`+` stays `+`)."""
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    return [unquote(part.decode("latin-1"), errors="strict") for part in raw.split(b"/")[1:]]
+
+
+def resource_response(request: Request, resource: dict[str, Any] | None, what: str) -> Response:
+    """The resource as documented, with validators; 304 when the client's copy is current."""
+    if resource is None:
+        return error(404, f"{what} not found")
+    body = jsonld.render(resource).encode()
+    etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+    headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
+    stamp = resource.get("lastCalculated") or resource.get("lastChecked")
+    if stamp:
+        moment = datetime.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+        headers["Last-Modified"] = format_datetime(moment, usegmt=True)
+    if not_modified(request, etag, headers.get("Last-Modified")):
+        return Response(status_code=304, headers=headers)
+    accept = request.headers.get("accept", "")
+    media = "application/json" if wants_plain_json(accept) else LD_JSON
+    return Response(body, media_type=media, headers=headers)
+
+
+def not_modified(request: Request, etag: str, last_modified: str | None) -> bool:
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is not None:
+        return etag in [tag.strip() for tag in if_none_match.split(",")] or if_none_match == "*"
+    since = request.headers.get("if-modified-since")
+    if since and last_modified:
+        try:
+            return parsedate_to_datetime(last_modified) <= parsedate_to_datetime(since)
+        except (TypeError, ValueError):
+            return False
+    return False
+
+
+def wants_plain_json(accept: str) -> bool:
+    return "application/json" in accept and LD_JSON not in accept
+
+
+def create_app(database_url: str, base_url: str) -> Starlette:
+    """The API over the database at `database_url`, with `@id`s under `base_url`."""
+    pool = ConnectionPool(
+        database_url,
+        min_size=1,
+        max_size=POOL_SIZE,
+        open=False,
+        kwargs={
+            "autocommit": True,
+            "connect_timeout": db.CONNECT_TIMEOUT_S,
+            "application_name": "storage-calc-api",
+            "options": f"-c statement_timeout={db.STATEMENT_TIMEOUT_MS}",
+        },
+    )
+
+    def with_conn(read: Callable[[db.Connection], Response]) -> Response:
+        try:
+            with pool.connection(timeout=10) as conn:
+                return read(conn)
+        except PoolTimeout:
+            return error(503, "no database connection is free; try again")
+        except DatabaseError as exc:
+            return error(503, str(exc))
+        except StorageCalcError as exc:
+            return error(500, str(exc))
+
+    def storage(request: Request) -> Response:
+        parts = segments(request)
+        ids = [parse_int(p) for p in parts[1:-1:2]]
+        if None in ids:
+            return error(400, "customer and space must be non-negative integers")
+        if len(parts) == 3:  # customers/{c}/storage
+            (customer,) = ids
+            space = 0
+        elif len(parts) == 5:  # customers/{c}/spaces/{s}/storage
+            customer, space = ids
+        else:
+            return error(404, "not found")
+        what = f"storage of customer {customer}" + (f" space {space}" if space else "")
+        return with_conn(
+            lambda conn: resource_response(
+                request, resources.customer_storage(conn, customer, space, base_url), what
+            )
+        )
+
+    def image(request: Request) -> Response:
+        parts = segments(request)  # customers/{c}/spaces/{s}/images/{asset}/storage
+        customer, space = parse_int(parts[1]), parse_int(parts[3])
+        if customer is None or space is None:
+            return error(400, "customer and space must be non-negative integers")
+        asset = parts[5]
+        what = f"storage of asset {customer}/{space}/{asset}"
+        return with_conn(
+            lambda conn: resource_response(
+                request, resources.image_storage(conn, customer, space, asset, base_url), what
+            )
+        )
+
+    def policy(request: Request) -> Response:
+        name = segments(request)[1]
+        return with_conn(
+            lambda conn: resource_response(
+                request, resources.storage_policy(conn, name, base_url), f"storage policy {name!r}"
+            )
+        )
+
+    def healthz(request: Request) -> Response:
+        def check(conn: db.Connection) -> Response:
+            conn.execute("SELECT 1")
+            return JSONResponse({"status": "ok"})
+
+        return with_conn(check)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        pool.open(wait=False)
+        try:
+            yield
+        finally:
+            pool.close()
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return error(exc.status_code, exc.detail)
+
+    get = ["GET"]
+    return Starlette(
+        exception_handlers={404: http_error, 405: http_error},
+        routes=[
+            Route("/customers/{c}/storage", storage, methods=get),
+            Route("/customers/{c}/spaces/{s}/storage", storage, methods=get),
+            Route("/customers/{c}/spaces/{s}/images/{asset}/storage", image, methods=get),
+            Route("/storagePolicies/{id}", policy, methods=get),
+            Route("/healthz", healthz, methods=get),
+        ],
+        lifespan=lifespan,
+    )
