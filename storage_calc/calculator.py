@@ -129,19 +129,8 @@ def log_summary(report: RunReport) -> None:
         scope=str(report.scope),
         shard=str(report.shard) if report.shard else None,
         dry_run=report.dry_run,
-        outcome=report.outcome,
-        customers=len(report.customers),
-        failed=len(report.with_outcome(Outcome.FAILED)),
-        locked=len(report.with_outcome(Outcome.LOCKED)),
-        objects=report.objects,
-        bytes=report.bytes,
-        assets=report.assets,
-        orphans=report.orphan_objects,
-        orphan_bytes=report.orphan_bytes,
-        unattributed=report.unattributed,
-        changes=len(report.changes),
+        **report.counts(),
         duration_s=round(report.duration_seconds, 3),
-        error=report.error,
     )
 
 
@@ -258,16 +247,8 @@ def finish_customer(job: Job, database: Database, pending: Pending) -> CustomerR
             customer=result.customer,
             space=pending.space,
             asset=pending.asset_id,
-            outcome=result.outcome.value,
-            objects=result.objects,
-            bytes=result.bytes,
-            assets=result.assets,
-            orphans=result.orphan_objects,
-            orphan_bytes=result.orphan_bytes,
-            unattributed=result.unattributed_objects,
-            changes=len(result.changes),
+            **result.counts(),
             duration_s=round(time.monotonic() - pending.began, 3),
-            error=result.error,
         )
     return result
 

@@ -156,6 +156,20 @@ class CustomerResult:
     def orphan_bytes(self) -> int:
         return sum(o.bytes for o in self.orphans)
 
+    def counts(self) -> dict[str, object]:
+        """The figures of its log event."""
+        return {
+            "outcome": self.outcome.value,
+            "objects": self.objects,
+            "bytes": self.bytes,
+            "assets": self.assets,
+            "orphans": self.orphan_objects,
+            "orphan_bytes": self.orphan_bytes,
+            "unattributed": self.unattributed_objects,
+            "changes": len(self.changes),
+            "error": self.error,
+        }
+
 
 @dataclass(frozen=True)
 class RunReport:
@@ -215,6 +229,23 @@ class RunReport:
         if self.customers and len(self.with_outcome(Outcome.LOCKED)) == len(self.customers):
             return "locked"
         return "done"
+
+    def counts(self) -> dict[str, object]:
+        """The figures of its summary log event."""
+        return {
+            "outcome": self.outcome,
+            "customers": len(self.customers),
+            "failed": len(self.with_outcome(Outcome.FAILED)),
+            "locked": len(self.with_outcome(Outcome.LOCKED)),
+            "objects": self.objects,
+            "bytes": self.bytes,
+            "assets": self.assets,
+            "orphans": self.orphan_objects,
+            "orphan_bytes": self.orphan_bytes,
+            "unattributed": self.unattributed,
+            "changes": len(self.changes),
+            "error": self.error,
+        }
 
     @property
     def duration_seconds(self) -> float:
