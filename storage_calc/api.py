@@ -84,12 +84,7 @@ def create_app(database_url: str, base_url: str) -> Starlette:
         min_size=1,
         max_size=POOL_SIZE,
         open=False,
-        kwargs={
-            "autocommit": True,
-            "connect_timeout": db.CONNECT_TIMEOUT_S,
-            "application_name": "storage-calc-api",
-            "options": f"-c statement_timeout={db.STATEMENT_TIMEOUT_MS}",
-        },
+        kwargs=db.connection_options("storage-calc-api"),
     )
 
     def with_conn(read: Callable[[db.Connection], Response]) -> Response:

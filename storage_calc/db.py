@@ -63,20 +63,22 @@ def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def connect(url: str) -> Connection:
-    """An autocommit connection: every write runs in an explicit `transaction()` block.
+def connection_options(application_name: str = "storage-calc") -> dict[str, Any]:
+    """The options of every connection the job or its API opens: autocommit, so that every
+    write runs in an explicit `transaction()` block, and timeouts, so that neither an
+    unreachable server nor a lock held by someone else can make it hang forever."""
+    return {
+        "autocommit": True,
+        "connect_timeout": CONNECT_TIMEOUT_S,
+        "application_name": application_name,
+        "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+    }
 
-    A statement timeout bounds every statement, so a lock held by someone else cannot make the
-    job hang forever.
-    """
+
+def connect(url: str) -> Connection:
+    """A connection with `connection_options()`."""
     with translated("cannot connect to the database"):
-        return psycopg.connect(
-            url,
-            autocommit=True,
-            connect_timeout=CONNECT_TIMEOUT_S,
-            application_name="storage-calc",
-            options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
-        )
+        return psycopg.connect(url, **connection_options())
 
 
 def execute(conn: Connection, name: str, **params: Any) -> psycopg.Cursor[Any]:
