@@ -122,23 +122,22 @@ api_option = option(
     type=ParsedParam("URL", parse_base_url),
     help="Base of the resources' @id and @context.",
 )
+
+
+def location_option(name: str, default: str, kind: LocationKind, what: str) -> Any:
+    return option(
+        name,
+        default=default,
+        show_default=True,
+        metavar="BUCKET[/PREFIX/]",
+        type=ParsedParam("BUCKET[/PREFIX/]", lambda text: parse_location(text, kind)),
+        help=f"Where the {what} are.",
+    )
+
+
 s3_options = together(
-    option(
-        "--storage-bucket",
-        default=DEFAULT_STORAGE_BUCKET,
-        show_default=True,
-        metavar="BUCKET[/PREFIX/]",
-        type=ParsedParam("BUCKET[/PREFIX/]", lambda t: parse_location(t, LocationKind.ARTEFACT)),
-        help="Where the artefacts are.",
-    ),
-    option(
-        "--thumbs-bucket",
-        default=DEFAULT_THUMBS_BUCKET,
-        show_default=True,
-        metavar="BUCKET[/PREFIX/]",
-        type=ParsedParam("BUCKET[/PREFIX/]", lambda t: parse_location(t, LocationKind.THUMBNAIL)),
-        help="Where the thumbnails are.",
-    ),
+    location_option("--storage-bucket", DEFAULT_STORAGE_BUCKET, LocationKind.ARTEFACT, "artefacts"),
+    location_option("--thumbs-bucket", DEFAULT_THUMBS_BUCKET, LocationKind.THUMBNAIL, "thumbnails"),
     option(
         "--workers",
         default=DEFAULT_WORKERS,
