@@ -127,6 +127,11 @@ def write_rows(conn: db.Connection, count: int) -> float:
     return time.perf_counter() - began
 
 
+def progress(message: str) -> None:
+    """A line on stderr, so that a run of an hour shows which phase it is in."""
+    print(f"{datetime.now(UTC):%H:%M:%S} {message}", file=sys.stderr, flush=True)
+
+
 def report_line(name: str, samples: list[Sample], keys: int) -> str:
     walls = [s.wall for s in samples]
     median = statistics.median(walls)
@@ -179,6 +184,7 @@ def run_benchmark(args: argparse.Namespace, tmp: Path, endpoint: str, s5cmd: str
         client.create_bucket(Bucket=bucket)
 
     data = generate(args.objects, args.customers)
+    progress(f"loading {data.objects:,} objects into SeaweedFS")
     load_seconds = load(client, (STORAGE, THUMBS), data)
     small = generate(100, customers=1, seed=7)
     small_ids = {a: a.replace("1/", "999/", 1) for a in small.assets}
@@ -212,6 +218,7 @@ def run_benchmark(args: argparse.Namespace, tmp: Path, endpoint: str, s5cmd: str
         "b' s5cmd du, both buckets at once": [s5cmd_du],
         "c  storage-calc run": [[run]],
     }
+    progress(f"loaded in {load_seconds:.0f} s; timing {args.repeat} repetitions of each tool")
     samples: dict[str, list[Sample]] = {name: [] for name in tools}
     for repetition in range(args.repeat):
         names = list(tools)
@@ -219,6 +226,7 @@ def run_benchmark(args: argparse.Namespace, tmp: Path, endpoint: str, s5cmd: str
             samples[name].append(timed(tools[name], env))
     mismatches = check_figures(conn, data)
 
+    progress("timing run --asset and the database write")
     rerun_small = time_asset_run(next(iter(small_ids.values())), SMALL_STORAGE, SMALL_THUMBS, env)
     rerun_big = time_asset_run(data.assets[-1], STORAGE, THUMBS, env)
     db_seconds = write_rows(conn, args.db_rows) if args.db_rows else 0.0
