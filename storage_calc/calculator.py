@@ -7,12 +7,12 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import structlog
 
-from storage_calc import db
+from storage_calc import db, reports
 from storage_calc.config import Settings
 from storage_calc.errors import Interrupted, NotFound, StorageCalcError
 from storage_calc.keys import customer_prefix, parse_int, space_prefix
@@ -25,6 +25,7 @@ from storage_calc.model import (
     Scope,
     Shard,
 )
+from storage_calc.progress import RunProgress
 from storage_calc.rollup import Tally
 
 log = structlog.get_logger("storage_calc")
@@ -44,6 +45,7 @@ class Job:
     customers: ThreadPoolExecutor
     dry_run: bool
     stop: threading.Event = field(default_factory=threading.Event)
+    progress: RunProgress = field(default_factory=RunProgress)
 
     def pages(
         self, bucket: str, prefix: str, delimiter: str | None = None, max_keys: int = 1000
@@ -52,6 +54,7 @@ class Job:
         for page in list_pages(self.s3, bucket, prefix, delimiter, max_keys):
             if self.stop.is_set():
                 raise Interrupted("interrupted before its figures were written")
+            self.progress.listed(len(page.objects))
             yield page
 
 
@@ -80,15 +83,19 @@ def run(
     shard: Shard | None = None,
     dry_run: bool = False,
     stop: threading.Event | None = None,
+    progress: RunProgress | None = None,
 ) -> RunReport:
     """Computes every customer of `scope` (and `shard`) and returns what happened.
 
     A failure of one customer is recorded in its result and the run goes on with the next;
     a failure before any customer is computed (database or bucket unreachable) is the report's
     `error`. A dry run writes nothing, not even the run's history. Setting `stop` ends the run
-    between two listed pages: the customer in progress keeps its previous figures.
+    between two listed pages: the customer in progress keeps its previous figures. After a run
+    that wrote figures, customers within `settings.quota_margin` of a policy limit are logged as
+    warnings. `progress` is kept up to date as customers and pages come in.
     """
     stop = stop or threading.Event()
+    progress = progress or RunProgress()
     database = Database(database_url)
     try:
         started = db.server_now(database.conn)
@@ -98,7 +105,7 @@ def run(
             ThreadPoolExecutor(settings.workers, thread_name_prefix="list") as pool,
             ThreadPoolExecutor(CUSTOMERS_IN_FLIGHT, thread_name_prefix="customer") as customers,
         ):
-            job = Job(settings, s3, pool, customers, dry_run, stop)
+            job = Job(settings, s3, pool, customers, dry_run, stop, progress)
             results: list[CustomerResult] = []
             outside = Tally({})
             error = None
@@ -106,9 +113,10 @@ def run(
                 for result in compute_customers(
                     job, database, resolve_customers(job, database, scope, shard, outside), scope
                 ):
-                    if run_id is not None and result.outcome is Outcome.DONE:
-                        db.record_customer(database.conn, run_id, result)
+                    if run_id is not None:
+                        db.record_customer(database.conn, run_id, scope, result)
                     results.append(result)
+                    progress.customer_done()
             except StorageCalcError as exc:
                 error = str(exc)
         report = RunReport(
@@ -117,6 +125,7 @@ def run(
         )  # fmt: skip
         if run_id is not None:
             db.finish_run(database.conn, run_id, report)
+            warn_quota(database, report, settings)
     finally:
         database.close()
     log_summary(report)
@@ -132,6 +141,32 @@ def log_summary(report: RunReport) -> None:
         **report.counts(),
         duration_s=round(report.duration_seconds, 3),
     )
+
+
+def warn_quota(database: Database, report: RunReport, settings: Settings) -> None:
+    """Logs a warning for each customer of the run at or beyond the quota margin; a failed check
+    is logged and leaves the run's outcome alone."""
+    computed = [c.customer for c in report.with_outcome(Outcome.DONE)]
+    if not computed:
+        return
+    try:
+        uses = reports.quota_use(database.conn, settings.quota_margin, computed)
+    except StorageCalcError as exc:
+        log.error("quota_check_failed", error=str(exc))
+        return
+    for use in uses:
+        log.warning(
+            "quota_exceeded" if use.status == "over" else "quota_near",
+            customer=use.customer,
+            storage_policy=use.storage_policy,
+            images=use.images,
+            max_images=use.max_images,
+            images_percent=float(use.images_percent),
+            size_bytes=use.size_bytes,
+            max_size_bytes=use.max_size_bytes,
+            size_percent=float(use.size_percent),
+            margin_percent=float(settings.quota_margin),
+        )
 
 
 def resolve_customers(
@@ -162,7 +197,9 @@ def resolve_customers(
                         others.append(job.pool.submit(tally_prefix, job, location, prefix, {}))
         for future in others:
             outside.merge(future.result())
-    return sorted(c for c in customers if shard is None or shard.includes(c))
+    found = sorted(c for c in customers if shard is None or shard.includes(c))
+    job.progress.customers_found(len(found))
+    return found
 
 
 def compute_customers(
@@ -240,7 +277,7 @@ def finish_customer(job: Job, database: Database, pending: Pending) -> CustomerR
             release(database, pending.customer)
         except StorageCalcError as exc:
             pending.result = give_up(database, pending, exc)
-    result = pending.result
+    result = replace(pending.result, seconds=round(time.monotonic() - pending.began, 3))
     if result.outcome is not Outcome.LOCKED:
         log.info(
             "customer_calculated",
@@ -248,7 +285,7 @@ def finish_customer(job: Job, database: Database, pending: Pending) -> CustomerR
             space=pending.space,
             asset=pending.asset_id,
             **result.counts(),
-            duration_s=round(time.monotonic() - pending.began, 3),
+            duration_s=result.seconds,
         )
     return result
 

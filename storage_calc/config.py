@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 
 from storage_calc.errors import ConfigError
 from storage_calc.model import Location, LocationKind, Shard
@@ -14,6 +16,7 @@ DEFAULT_API_BASE_URL = "https://api.dlcs.example"
 DEFAULT_WORKERS = 8
 DEFAULT_CRON = "0 2 * * *"
 DEFAULT_TIMEZONE = "UTC"
+DEFAULT_QUOTA_MARGIN = Decimal(90)
 
 # S3's rules for bucket names: 3 to 63 lowercase letters, digits, dots and hyphens.
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -30,6 +33,7 @@ class Settings:
     )
     api_base_url: str = DEFAULT_API_BASE_URL
     workers: int = DEFAULT_WORKERS
+    quota_margin: Decimal = DEFAULT_QUOTA_MARGIN
 
 
 def parse_location(text: str, kind: LocationKind) -> Location:
@@ -70,3 +74,26 @@ def parse_base_url(text: str) -> str:
     if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", text):
         raise ConfigError(f"{text!r} is not an http(s) URL")
     return text.rstrip("/")
+
+
+def parse_margin(text: str) -> Decimal:
+    """A percentage of a policy limit, such as `90` or `92.5%`: more than 0, at most 100."""
+    try:
+        margin = Decimal(text.strip().removesuffix("%"))
+    except InvalidOperation:
+        margin = Decimal("NaN")
+    if not 0 < margin <= 100:  # NaN fails every comparison
+        raise ConfigError(f"{text!r} is not a percentage above 0 and at most 100, such as 90")
+    return margin
+
+
+_DURATION = re.compile(r"(\d+)([hdw])")
+_HOURS = {"h": 1, "d": 24, "w": 24 * 7}
+
+
+def parse_age(text: str) -> timedelta:
+    """An age such as `90d`, `12h` or `2w`."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise ConfigError(f"{text!r} is not an age: a number and h, d or w, such as 90d")
+    return timedelta(hours=int(match[1]) * _HOURS[match[2]])

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import class_row
@@ -19,12 +19,15 @@ from storage_calc.model import (
     CustomerStorageRow,
     Figures,
     ImageStorageRow,
+    Outcome,
     RunReport,
+    Scope,
     ScopeChange,
     StoragePolicyRow,
 )
 
 Connection = psycopg.Connection[Any]
+T = TypeVar("T")
 
 # The first key of every advisory lock the job takes: the platform's own locks, if any, use
 # other namespaces, so a customer id can never collide with them.
@@ -201,12 +204,30 @@ def start_run(conn: Connection, started: datetime, scope: str, shard: str | None
     return row[0]  # type: ignore[no-any-return]
 
 
-def record_customer(conn: Connection, run_id: int, result: CustomerResult) -> None:
-    """Records the changes and orphans one customer's computation found."""
+def record_customer(conn: Connection, run_id: int, scope: Scope, result: CustomerResult) -> None:
+    """Records what computing one customer gave: its outcome and, when done, the rows it
+    changed and the orphans it found."""
     with (
         translated(f"recording the history of customer {result.customer} failed"),
         conn.transaction(),
     ):
+        execute(
+            conn,
+            "insert_customer_run",
+            run_id=run_id,
+            customer=result.customer,
+            space=scope.asset.space if scope.asset else scope.space,
+            asset=scope.asset.id if scope.asset else None,
+            outcome=result.outcome.value,
+            objects=result.objects,
+            bytes=result.bytes,
+            assets=result.assets,
+            orphans=result.orphan_objects,
+            orphan_bytes=result.orphan_bytes,
+            unattributed=result.unattributed_objects,
+            seconds=result.seconds,
+            error=result.error,
+        )
         for change in result.changes:
             execute(
                 conn,
@@ -246,9 +267,27 @@ def finish_run(conn: Connection, run_id: int, report: RunReport) -> None:
             bytes=report.bytes,
             assets=report.assets,
             orphans=report.orphan_objects,
+            orphan_bytes=report.orphan_bytes,
             unattributed=report.unattributed,
-            error=report.error,
+            unattributed_bytes=report.unattributed_bytes,
+            customers=len(report.customers),
+            customers_failed=len(report.with_outcome(Outcome.FAILED)),
+            customers_skipped=len(report.with_outcome(Outcome.LOCKED)),
+            error=report.error_summary,
         )
+
+
+def prune_runs(conn: Connection, before: datetime) -> int:
+    """Deletes the runs started before `before`, with their changes, orphans and customer
+    results; returns how many runs were deleted."""
+    with translated("pruning the run history failed"), conn.transaction():
+        return execute(conn, "prune_runs", before=before).rowcount
+
+
+def fetch(conn: Connection, name: str, row: type[T], what: str, **params: Any) -> list[T]:
+    """The rows of the named query as `row` instances (the query's columns are its fields)."""
+    with translated(f"reading {what} failed"), conn.cursor(row_factory=class_row(row)) as cur:
+        return cur.execute(queries()[name], params).fetchall()
 
 
 def customer_storage(conn: Connection, customer: int, space: int) -> CustomerStorageRow | None:

@@ -147,6 +147,7 @@ class CustomerResult:
     orphans: tuple[SpaceOrphans, ...] = ()
     changes: tuple[ScopeChange, ...] = ()
     error: str | None = None
+    seconds: float = 0.0
 
     @property
     def orphan_objects(self) -> int:
@@ -217,6 +218,24 @@ class RunReport:
     def changes(self) -> tuple[ScopeChange, ...]:
         return tuple(change for c in self.customers for change in c.changes)
 
+    @property
+    def drift_bytes(self) -> int:
+        """How far the customer totals were from the truth: the sum over the changed customer
+        rows of the absolute change of their stored and thumbnail bytes."""
+        return sum(
+            abs(c.delta.total_size_of_stored_images) + abs(c.delta.total_size_of_thumbnails)
+            for c in self.changes
+            if c.space == 0
+        )
+
+    @property
+    def error_summary(self) -> str | None:
+        """The run's error, or else the errors of its failed customers, one per customer."""
+        failed = self.with_outcome(Outcome.FAILED)
+        if self.error is not None or not failed:
+            return self.error
+        return "; ".join(f"customer {c.customer}: {c.error}" for c in failed)
+
     def with_outcome(self, outcome: Outcome) -> tuple[CustomerResult, ...]:
         return tuple(c for c in self.customers if c.outcome is outcome)
 
@@ -244,6 +263,7 @@ class RunReport:
             "orphan_bytes": self.orphan_bytes,
             "unattributed": self.unattributed,
             "changes": len(self.changes),
+            "drift_bytes": self.drift_bytes,
             "error": self.error,
         }
 

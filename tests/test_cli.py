@@ -58,6 +58,7 @@ def test_run_logs_one_event_per_customer_and_a_summary_as_json(
         "orphan_bytes": 0,
         "unattributed": 0,
         "changes": 3,
+        "drift_bytes": 1605,
         "error": None,
         "event": "run_finished",
         "level": "info",
@@ -283,14 +284,14 @@ def test_show_unknown_exits_1_with_one_line(invoke: Invoke, args: list[str], lin
 
 
 def test_show_before_migrate_says_to_migrate(invoke: Invoke, conn: Any) -> None:
-    conn.execute('DROP TABLE "CustomerStorage"')
+    conn.execute('DROP TABLE "CustomerStorage" CASCADE')
     result = invoke("show", "customer", "2")
     assert result.exit_code == 1
     assert result.stderr.endswith("run 'storage-calc db migrate' first\n")
 
 
 def test_db_migrate_creates_the_schema(invoke: Invoke, conn: Any) -> None:
-    conn.execute('DROP TABLE "CustomerStorage"')
+    conn.execute('DROP TABLE "CustomerStorage" CASCADE')
     result = invoke("db", "migrate")
     assert result.exit_code == 0
     assert conn.execute("SELECT to_regclass('\"CustomerStorage\"') IS NOT NULL").fetchone() == (

@@ -79,10 +79,20 @@ def test_the_default_policy_is_seeded(conn: psycopg.Connection[Any]) -> None:
 
 def test_the_projects_own_tables_are_in_their_own_schema(conn: psycopg.Connection[Any]) -> None:
     tables = conn.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'storage_calc'"
-        " ORDER BY 1"
+        "SELECT table_name, table_type FROM information_schema.tables"
+        " WHERE table_schema = 'storage_calc' ORDER BY 1"
     ).fetchall()
-    assert tables == [("changes",), ("orphans",), ("runs",)]
+    assert tables == [
+        ("changes", "BASE TABLE"),
+        ("customer_orphans", "VIEW"),
+        ("customer_runs", "BASE TABLE"),
+        ("customer_usage", "VIEW"),
+        ("largest_spaces", "VIEW"),
+        ("orphans", "BASE TABLE"),
+        ("run_drift", "VIEW"),
+        ("runs", "BASE TABLE"),
+        ("runs_per_day", "VIEW"),
+    ]
 
 
 def test_migrating_again_keeps_data_and_changed_policies(database_url: str) -> None:

@@ -153,8 +153,22 @@ RETURNING id;
 -- Records how a run ended.
 UPDATE storage_calc.runs SET
     finished = now(), outcome = %(outcome)s, objects = %(objects)s, bytes = %(bytes)s,
-    assets = %(assets)s, orphans = %(orphans)s, unattributed = %(unattributed)s, error = %(error)s
+    assets = %(assets)s, orphans = %(orphans)s, orphan_bytes = %(orphan_bytes)s,
+    unattributed = %(unattributed)s, unattributed_bytes = %(unattributed_bytes)s,
+    customers = %(customers)s, customers_failed = %(customers_failed)s,
+    customers_skipped = %(customers_skipped)s, error = %(error)s
 WHERE id = %(run_id)s;
+
+-- name: insert_customer_run
+-- Records the outcome of one customer of a run.
+INSERT INTO storage_calc.customer_runs (run_id, customer, space, asset, outcome, objects, bytes,
+                                        assets, orphans, orphan_bytes, unattributed, seconds, error)
+VALUES (%(run_id)s, %(customer)s, %(space)s, %(asset)s, %(outcome)s, %(objects)s, %(bytes)s,
+        %(assets)s, %(orphans)s, %(orphan_bytes)s, %(unattributed)s, %(seconds)s, %(error)s);
+
+-- name: prune_runs
+-- Deletes old runs; their changes, orphans and customer results go with them (ON DELETE CASCADE).
+DELETE FROM storage_calc.runs WHERE started < %(before)s;
 
 -- name: insert_change
 -- Records a CustomerStorage row a run changed, with its figures before and after.
@@ -190,3 +204,75 @@ SELECT "Id" AS id, "MaximumNumberOfStoredImages" AS maximum_number_of_stored_ima
        "MaximumTotalSizeOfStoredImages" AS maximum_total_size_of_stored_images
 FROM "StoragePolicies"
 WHERE "Id" = %(id)s;
+
+-- name: recent_runs
+-- The latest runs, newest first.
+SELECT id, started, finished, extract(epoch FROM finished - started)::float8 AS seconds, scope,
+       shard, outcome, customers, customers_failed, customers_skipped, objects, bytes, assets,
+       orphans, orphan_bytes, unattributed, error
+FROM storage_calc.runs
+ORDER BY id DESC
+LIMIT %(limit)s;
+
+-- name: customer_usage
+-- Customers by bytes stored (images and thumbnails), with their policy limits.
+SELECT customer, storage_policy, images, max_images, images_percent, size_bytes, max_size_bytes,
+       size_percent, thumbnails_bytes, last_calculated
+FROM storage_calc.customer_usage
+WHERE %(customer)s::int IS NULL OR customer = %(customer)s
+ORDER BY size_bytes + thumbnails_bytes DESC, customer
+LIMIT %(limit)s;
+
+-- name: space_usage
+-- Spaces by bytes stored.
+SELECT rank, customer, space, images, size_bytes, thumbnails_bytes, total_bytes, last_calculated
+FROM storage_calc.largest_spaces
+WHERE %(customer)s::int IS NULL OR customer = %(customer)s
+ORDER BY rank, customer, space
+LIMIT %(limit)s;
+
+-- name: drift_since
+-- The CustomerStorage rows changed by runs started since a time: figures before the first change
+-- and after the last. Customer rows only, unless one customer is asked for.
+SELECT c.customer, c.space, count(*) AS runs,
+       (array_agg(c.images_before ORDER BY c.run_id))[1] AS images_before,
+       (array_agg(c.images_after ORDER BY c.run_id DESC))[1] AS images_after,
+       (array_agg(c.size_before ORDER BY c.run_id))[1] AS size_before,
+       (array_agg(c.size_after ORDER BY c.run_id DESC))[1] AS size_after,
+       (array_agg(c.thumbnails_before ORDER BY c.run_id))[1] AS thumbnails_before,
+       (array_agg(c.thumbnails_after ORDER BY c.run_id DESC))[1] AS thumbnails_after,
+       max(r.finished) AS last_changed
+FROM storage_calc.changes c
+JOIN storage_calc.runs r ON r.id = c.run_id
+WHERE r.started >= %(since)s
+  AND (%(customer)s::int IS NULL AND c.space = 0 OR c.customer = %(customer)s)
+GROUP BY c.customer, c.space
+ORDER BY abs((array_agg(c.size_after ORDER BY c.run_id DESC))[1]
+             - (array_agg(c.size_before ORDER BY c.run_id))[1]) DESC, c.customer, c.space;
+
+-- name: customer_orphans
+-- Customers whose latest complete computation found orphans.
+SELECT customer, run_id, found_at, spaces, objects, bytes, assets
+FROM storage_calc.customer_orphans
+WHERE objects > 0
+ORDER BY bytes DESC, customer;
+
+-- name: space_orphans
+-- The orphans per space of a customer's latest complete computation, with example keys.
+SELECT o.customer, o.space, o.objects, o.bytes, o.assets, o.examples
+FROM storage_calc.orphans o
+JOIN storage_calc.customer_orphans co ON co.run_id = o.run_id AND co.customer = o.customer
+WHERE o.customer = %(customer)s
+ORDER BY o.space;
+
+-- name: quota
+-- Customers using at least margin percent of a limit of their policy, compared in numeric.
+SELECT customer, storage_policy,
+       CASE WHEN images > max_images OR size_bytes > max_size_bytes THEN 'over' ELSE 'near' END
+           AS status,
+       images, max_images, images_percent, size_bytes, max_size_bytes, size_percent
+FROM storage_calc.customer_usage
+WHERE (images * 100::numeric >= max_images * %(margin)s::numeric
+       OR size_bytes * 100::numeric >= max_size_bytes * %(margin)s::numeric)
+  AND (%(customers)s::int[] IS NULL OR customer = ANY (%(customers)s::int[]))
+ORDER BY greatest(images_percent, size_percent) DESC, customer;

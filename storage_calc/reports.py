@@ -1,0 +1,175 @@
+"""What the figures and the run history say: the reads behind `runs`, `report` and the quota
+check. Every read goes through one of the `storage_calc` views or tables (docs/views.md)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from storage_calc import db
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """A run of the history, newest first."""
+
+    id: int
+    started: datetime
+    finished: datetime | None
+    seconds: float | None
+    scope: str
+    shard: str | None
+    outcome: str
+    customers: int
+    customers_failed: int
+    customers_skipped: int
+    objects: int
+    bytes: int
+    assets: int
+    orphans: int
+    orphan_bytes: int
+    unattributed: int
+    error: str | None
+
+
+@dataclass(frozen=True)
+class CustomerUsage:
+    """A customer's totals beside the limits of its storage policy."""
+
+    customer: int
+    storage_policy: str
+    images: int
+    max_images: int | None
+    images_percent: Decimal | None
+    size_bytes: int
+    max_size_bytes: int | None
+    size_percent: Decimal | None
+    thumbnails_bytes: int
+    last_calculated: datetime | None
+
+
+@dataclass(frozen=True)
+class SpaceUsage:
+    """A space's totals; `rank` 1 is the space storing the most bytes."""
+
+    rank: int
+    customer: int
+    space: int
+    images: int
+    size_bytes: int
+    thumbnails_bytes: int
+    total_bytes: int
+    last_calculated: datetime | None
+
+
+@dataclass(frozen=True)
+class Drift:
+    """How a CustomerStorage row changed over the runs of a period: the figures before the
+    first change and after the last."""
+
+    customer: int
+    space: int
+    runs: int
+    images_before: int
+    images_after: int
+    size_before: int
+    size_after: int
+    thumbnails_before: int
+    thumbnails_after: int
+    last_changed: datetime
+
+
+@dataclass(frozen=True)
+class CustomerOrphans:
+    """The orphans found by the latest complete computation of a customer."""
+
+    customer: int
+    run_id: int
+    found_at: datetime | None
+    spaces: int
+    objects: int
+    bytes: int
+    assets: int
+
+
+@dataclass(frozen=True)
+class SpaceOrphanRow:
+    """The orphans of one space in the latest complete computation of its customer."""
+
+    customer: int
+    space: int
+    objects: int
+    bytes: int
+    assets: int
+    examples: list[str]
+
+
+@dataclass(frozen=True)
+class QuotaUse:
+    """A customer at or beyond the margin of a limit of its policy: `over` past a limit,
+    `near` otherwise."""
+
+    customer: int
+    storage_policy: str
+    status: str
+    images: int
+    max_images: int
+    images_percent: Decimal
+    size_bytes: int
+    max_size_bytes: int
+    size_percent: Decimal
+
+
+def recent_runs(conn: db.Connection, limit: int) -> list[RunRow]:
+    return db.fetch(conn, "recent_runs", RunRow, "the run history", limit=limit)
+
+
+def customer_usage(conn: db.Connection, customer: int | None, limit: int) -> list[CustomerUsage]:
+    """Customers storing the most bytes first (images and thumbnails)."""
+    return db.fetch(
+        conn, "customer_usage", CustomerUsage, "customer usage", customer=customer, limit=limit
+    )
+
+
+def space_usage(conn: db.Connection, customer: int | None, limit: int) -> list[SpaceUsage]:
+    """Spaces storing the most bytes first."""
+    return db.fetch(conn, "space_usage", SpaceUsage, "space usage", customer=customer, limit=limit)
+
+
+def drift_since(conn: db.Connection, since: datetime, customer: int | None) -> list[Drift]:
+    """The customer rows (or, for one customer, also its space rows) changed by runs started
+    since `since`, largest change of bytes first."""
+    return db.fetch(conn, "drift_since", Drift, "drift", since=since, customer=customer)
+
+
+def customer_orphans(conn: db.Connection) -> list[CustomerOrphans]:
+    """Customers whose latest complete computation found orphans, most bytes first."""
+    return db.fetch(conn, "customer_orphans", CustomerOrphans, "orphans")
+
+
+def space_orphans(conn: db.Connection, customer: int) -> list[SpaceOrphanRow]:
+    return db.fetch(conn, "space_orphans", SpaceOrphanRow, "orphans", customer=customer)
+
+
+def quota_use(
+    conn: db.Connection, margin: Decimal, customers: list[int] | None = None
+) -> list[QuotaUse]:
+    """Customers (of `customers`, or all) using at least `margin` percent of a limit of their
+    policy, compared exactly (no rounding, no floating point)."""
+    return db.fetch(conn, "quota", QuotaUse, "quota", margin=margin, customers=customers)
+
+
+def as_json(row: Any) -> dict[str, Any]:
+    """A report row as JSON values: exact integers, percentages as numbers, ISO timestamps."""
+    return {key: _json_value(value) for key, value in dataclasses.asdict(row).items()}
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
