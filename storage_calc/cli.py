@@ -11,28 +11,34 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator
+from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import click
 
-from storage_calc import calculator, db, embedded, jsonld, logs, resources
+from storage_calc import calculator, db, embedded, jsonld, logs, reports, resources, tables
 from storage_calc.config import (
     DEFAULT_API_BASE_URL,
     DEFAULT_CRON,
+    DEFAULT_QUOTA_MARGIN,
     DEFAULT_STORAGE_BUCKET,
     DEFAULT_THUMBS_BUCKET,
     DEFAULT_TIMEZONE,
     DEFAULT_WORKERS,
     Settings,
     indexed_shard,
+    parse_age,
     parse_base_url,
     parse_location,
+    parse_margin,
     parse_shard,
 )
 from storage_calc.errors import ConfigError, StorageCalcError
 from storage_calc.keys import INT4_MAX, parse_asset_id
 from storage_calc.listing import make_s3_client
 from storage_calc.model import AssetKey, LocationKind, Outcome, RunReport, Scope, Shard
+from storage_calc.progress import RunProgress, live_line
 from storage_calc.stopping import stop_on_signals
 
 EXIT_FAILED = 1
@@ -157,6 +163,26 @@ shard_options = together(
 )
 
 
+quota_option = option(
+    "--quota-margin",
+    default=str(DEFAULT_QUOTA_MARGIN),
+    show_default=True,
+    metavar="PERCENT",
+    type=ParsedParam("PERCENT", parse_margin),
+    help="Customers using at least this percentage of a limit of their storage policy are "
+    "reported.",
+)
+json_option = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    envvar="STORAGE_CALC_JSON",
+    show_envvar=True,
+    help="Print JSON for scripts, with exact bytes.",
+)
+customer_filter = option("--customer", type=CUSTOMER, help="Only this customer.")
+
+
 def settings_from(params: dict[str, Any]) -> Settings:
     locations = tuple(params[k] for k in ("storage_bucket", "thumbs_bucket") if k in params)
     return Settings(
@@ -164,6 +190,7 @@ def settings_from(params: dict[str, Any]) -> Settings:
         **({"locations": locations} if locations else {}),
         api_base_url=params.get("api_base_url", DEFAULT_API_BASE_URL),
         workers=params.get("workers", DEFAULT_WORKERS),
+        quota_margin=params.get("quota_margin", DEFAULT_QUOTA_MARGIN),
     )
 
 
@@ -220,6 +247,29 @@ def migrate(**params: Any) -> None:
     click.echo("schema is up to date", err=True)
 
 
+@db_group.command("prune")
+@option(
+    "--older-than",
+    required=True,
+    metavar="AGE",
+    type=ParsedParam("AGE", parse_age),
+    help="Delete the runs started longer ago than this: a number and h, d or w, such as 90d.",
+)
+@database_option
+def prune(older_than: timedelta, **params: Any) -> None:
+    """Delete old run history: runs, with the changes, orphans and customer results they
+    recorded. The figures themselves are never touched.
+
+    \b
+    Example:
+        storage-calc db prune --older-than 90d
+    """
+    with reported(), db.connect(database_url(settings_from(params))) as conn:
+        before = db.server_now(conn) - older_than
+        deleted = db.prune_runs(conn, before)
+    click.echo(f"deleted {deleted} runs started before {tables.format_time(before)} UTC", err=True)
+
+
 @cli.command("run")
 @option("--customer", type=CUSTOMER, help="Only this customer.")
 @option("--space", type=SPACE, help="Only this space of --customer.")
@@ -235,6 +285,13 @@ def migrate(**params: Any) -> None:
     is_flag=True,
     help="Compute and print what would change as JSON lines; write nothing.",
 )
+@option(
+    "--pushgateway",
+    metavar="URL",
+    type=ParsedParam("URL", parse_base_url),
+    help="Push the run's metrics to this Prometheus Pushgateway when it ends.",
+)
+@quota_option
 @database_option
 @s3_options
 def run_command(
@@ -244,6 +301,7 @@ def run_command(
     shard: Shard | None,
     shards: int | None,
     dry_run: bool,
+    pushgateway: str | None,
     **params: Any,
 ) -> None:
     """Compute the figures of every customer, or of one customer, space or asset.
@@ -253,6 +311,11 @@ def run_command(
     run between two listed pages: the customer in progress keeps its previous figures, the run
     is recorded as interrupted and the exit is 1.
 
+    On a terminal a progress line shows customers done, objects listed, the listing rate and
+    the time taken; elsewhere only the JSON log events are written. Customers within
+    --quota-margin of a limit of their storage policy are logged as warnings. A push to
+    --pushgateway that fails is logged and does not change the exit code.
+
     \b
     Examples:
         storage-calc run
@@ -260,13 +323,25 @@ def run_command(
         storage-calc run --asset 2/5/my-asset
         storage-calc run --shard 0/4
         JOB_COMPLETION_INDEX=3 storage-calc run --shards 8
+        storage-calc run --pushgateway http://pushgateway:9091
     """
     shard = shard_of(shard, shards)
     scope = scope_of(customer, space, asset, shard)
     settings = settings_from(params)
-    with reported(), stop_on_signals() as stop:
+    progress = RunProgress()
+    with (
+        reported(),
+        stop_on_signals() as stop,
+        live_line(sys.stderr, progress) as log_stream,
+    ):
+        logs.configure(log_stream)
         s3 = make_s3_client(settings.workers)
-        report = calculator.run(settings, database_url(settings), s3, scope, shard, dry_run, stop)
+        url = database_url(settings)
+        report = calculator.run(settings, url, s3, scope, shard, dry_run, stop, progress)
+    if pushgateway is not None:
+        from storage_calc import metrics  # here: prometheus_client only slows other runs
+
+        metrics.push(pushgateway, report)
     if dry_run:
         for change in report.changes:
             click.echo(json.dumps(change.as_json()))
@@ -322,13 +397,21 @@ def exit_with(report: RunReport) -> None:
     help="The time zone of --cron.",
 )
 @option("--run-now", is_flag=True, help="Also run once at start.")
+@option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    metavar="PORT",
+    help="Serve Prometheus metrics of the runs at http://0.0.0.0:PORT/metrics.",
+)
 @shard_options
+@quota_option
 @database_option
 @s3_options
 def schedule_command(
     cron: str,
     timezone: str,
     run_now: bool,
+    metrics_port: int | None,
     shard: Shard | None,
     shards: int | None,
     **params: Any,
@@ -343,8 +426,10 @@ def schedule_command(
     Examples:
         storage-calc schedule
         storage-calc schedule --cron '30 1 * * *' --timezone Europe/London --run-now
+        storage-calc schedule --metrics-port 9100
     """
     from storage_calc import scheduler  # here: APScheduler only slows every other command
+    from storage_calc.metrics import ScheduleMetrics
 
     shard = shard_of(shard, shards)
     settings = settings_from(params)
@@ -352,8 +437,13 @@ def schedule_command(
         trigger = scheduler.cron_trigger(cron, timezone)
         url = database_url(settings)
         s3 = make_s3_client(settings.workers)
+        metrics = None
+        if metrics_port is not None:
+            metrics = ScheduleMetrics()
+            metrics.serve(metrics_port, "0.0.0.0")
         scheduler.serve(
-            scheduler.build_scheduler(settings, url, s3, trigger, shard, run_now, stop), stop
+            scheduler.build_scheduler(settings, url, s3, trigger, shard, run_now, stop, metrics),
+            stop,
         )
 
 
@@ -421,6 +511,136 @@ def show_policy(policy: str, **params: Any) -> None:
     with reported(), db.connect(database_url(settings)) as conn:
         resource = resources.storage_policy(conn, policy, settings.api_base_url)
     print_resource(resource, f"storage policy {policy!r}")
+
+
+def print_rows(rows: list[Any], as_json: bool, empty: str) -> None:
+    """Rows as a table (or `empty` when there are none), or as one JSON array."""
+    if as_json:
+        click.echo(json.dumps([reports.as_json(row) for row in rows]))
+    elif rows:
+        click.echo(tables.render(tables.COLUMNS[type(rows[0])], rows))
+    else:
+        click.echo(empty)
+
+
+@cli.command("runs")
+@option("--limit", default=20, show_default=True, type=click.IntRange(1), help="How many runs.")
+@json_option
+@database_option
+def runs_command(limit: int, as_json: bool, **params: Any) -> None:
+    """List the latest runs, newest first: scope, outcome, customers, objects, bytes, orphans.
+
+    \b
+    Examples:
+        storage-calc runs
+        storage-calc runs --limit 1 --json | jq '.[0].outcome'
+    """
+    with reported(), db.connect(database_url(settings_from(params))) as conn:
+        rows = reports.recent_runs(conn, limit)
+    print_rows(rows, as_json, "no runs recorded yet")
+
+
+@cli.group("report")
+def report_group() -> None:
+    """Report what the figures and the run history say. Sizes are shown in binary units
+    (KiB, MiB, GiB); --json gives exact bytes."""
+
+
+@report_group.command("usage")
+@customer_filter
+@option("--limit", default=10, show_default=True, type=click.IntRange(1), help="Rows per table.")
+@json_option
+@database_option
+def report_usage(customer: int | None, limit: int, as_json: bool, **params: Any) -> None:
+    """Show the customers and the spaces storing the most, with the customers' policy limits.
+
+    \b
+    Examples:
+        storage-calc report usage
+        storage-calc report usage --customer 2 --json
+    """
+    with reported(), db.connect(database_url(settings_from(params))) as conn:
+        customers = reports.customer_usage(conn, customer, limit)
+        spaces = reports.space_usage(conn, customer, limit)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "customers": [reports.as_json(row) for row in customers],
+                    "spaces": [reports.as_json(row) for row in spaces],
+                }
+            )
+        )
+        return
+    print_rows(customers, False, "no customer has figures yet")
+    click.echo()
+    print_rows(spaces, False, "no space has figures yet")
+
+
+@report_group.command("drift")
+@option(
+    "--since",
+    default="1d",
+    show_default=True,
+    metavar="AGE",
+    type=ParsedParam("AGE", parse_age),
+    help="Runs started within this age: a number and h, d or w.",
+)
+@customer_filter
+@json_option
+@database_option
+def report_drift(since: timedelta, customer: int | None, as_json: bool, **params: Any) -> None:
+    """Show how the runs of a period changed the stored figures: per customer (and, with
+    --customer, per space) the figures before the first change and after the last.
+
+    \b
+    Examples:
+        storage-calc report drift
+        storage-calc report drift --since 7d --customer 2
+    """
+    with reported(), db.connect(database_url(settings_from(params))) as conn:
+        rows = reports.drift_since(conn, db.server_now(conn) - since, customer)
+    print_rows(rows, as_json, "no figures changed in that period")
+
+
+@report_group.command("orphans")
+@customer_filter
+@json_option
+@database_option
+def report_orphans(customer: int | None, as_json: bool, **params: Any) -> None:
+    """Show the objects of unregistered assets found by each customer's latest complete
+    computation: per customer, or per space with example keys for one customer.
+
+    \b
+    Examples:
+        storage-calc report orphans
+        storage-calc report orphans --customer 2
+    """
+    with reported(), db.connect(database_url(settings_from(params))) as conn:
+        rows: list[Any] = (
+            reports.customer_orphans(conn)
+            if customer is None
+            else reports.space_orphans(conn, customer)
+        )
+    print_rows(rows, as_json, "no orphans found")
+
+
+@report_group.command("quota")
+@quota_option
+@json_option
+@database_option
+def report_quota(quota_margin: Decimal, as_json: bool, **params: Any) -> None:
+    """List the customers at or beyond --quota-margin of a limit of their storage policy
+    (number of images or bytes stored): `over` past the limit, `near` otherwise.
+
+    \b
+    Examples:
+        storage-calc report quota
+        storage-calc report quota --quota-margin 75 --json
+    """
+    with reported(), db.connect(database_url(settings_from(params))) as conn:
+        rows = reports.quota_use(conn, quota_margin)
+    print_rows(rows, as_json, f"no customer uses {quota_margin}% or more of a policy limit")
 
 
 @cli.command("serve")

@@ -81,8 +81,8 @@ def parse_margin(text: str) -> Decimal:
     try:
         margin = Decimal(text.strip().removesuffix("%"))
     except InvalidOperation:
-        margin = Decimal("NaN")
-    if not 0 < margin <= 100:  # NaN fails every comparison
+        margin = Decimal(0)
+    if not margin.is_finite() or not 0 < margin <= 100:
         raise ConfigError(f"{text!r} is not a percentage above 0 and at most 100, such as 90")
     return margin
 

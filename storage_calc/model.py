@@ -45,6 +45,15 @@ class Scope:
     space: int | None = None
     asset: AssetKey | None = None
 
+    @property
+    def kind(self) -> str:
+        """`all`, `customer`, `space` or `asset`."""
+        if self.asset is not None:
+            return "asset"
+        if self.space is not None:
+            return "space"
+        return "customer" if self.customer is not None else "all"
+
     def __str__(self) -> str:
         if self.asset is not None:
             return f"asset {self.asset.id}"

@@ -26,6 +26,7 @@ from storage_calc import calculator
 from storage_calc.config import Settings
 from storage_calc.errors import ConfigError, StorageCalcError
 from storage_calc.listing import S3Client
+from storage_calc.metrics import ScheduleMetrics
 from storage_calc.model import Scope, Shard
 
 log = structlog.get_logger("storage_calc")
@@ -50,14 +51,17 @@ def cron_trigger(expression: str, timezone: str) -> CronTrigger:
 
 def fire(
     settings: Settings, database_url: str, s3: S3Client, shard: Shard | None,
-    stop: threading.Event,
+    stop: threading.Event, metrics: ScheduleMetrics | None,
 ) -> None:  # fmt: skip
     """One scheduled run; its failures are logged, never raised into APScheduler, which would
     only log them itself."""
     try:
-        calculator.run(settings, database_url, s3, Scope(), shard, stop=stop)
+        report = calculator.run(settings, database_url, s3, Scope(), shard, stop=stop)
     except StorageCalcError as exc:
         log.error("scheduled_run_failed", error=str(exc))
+        return
+    if metrics is not None:
+        metrics.observe(report)
 
 
 def build_scheduler(
@@ -68,14 +72,16 @@ def build_scheduler(
     shard: Shard | None,
     run_now: bool,
     stop: threading.Event,
+    metrics: ScheduleMetrics | None = None,
 ) -> BlockingScheduler:
-    """A scheduler with one job: never two instances at once, missed fires coalesced."""
+    """A scheduler with one job: never two instances at once, missed fires coalesced. Each run
+    is observed by `metrics`, if given."""
     scheduler = BlockingScheduler(timezone=trigger.timezone)
     first: dict[str, Any] = {"next_run_time": datetime.now(trigger.timezone)} if run_now else {}
     scheduler.add_job(
         fire,
         trigger,
-        args=(settings, database_url, s3, shard, stop),
+        args=(settings, database_url, s3, shard, stop, metrics),
         id=JOB_ID,
         max_instances=1,
         coalesce=True,
@@ -88,16 +94,19 @@ def build_scheduler(
             log.warning("scheduled_run_missed", scheduled=str(event.scheduled_run_time))
         elif event.exception is not None:
             log.error("scheduled_run_crashed", error=repr(event.exception))
-        log_next_fire(scheduler)
+        log_next_fire(scheduler, metrics)
 
     scheduler.add_listener(after_fire, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+    scheduler.add_listener(lambda _: log_next_fire(scheduler, metrics), EVENT_SCHEDULER_STARTED)
     return scheduler
 
 
-def log_next_fire(scheduler: BlockingScheduler) -> None:
+def log_next_fire(scheduler: BlockingScheduler, metrics: ScheduleMetrics | None) -> None:
     job = scheduler.get_job(JOB_ID)
     if job is not None and job.next_run_time is not None:
         log.info("next_run_scheduled", next_run=job.next_run_time.isoformat())
+        if metrics is not None:
+            metrics.next_run.set(job.next_run_time.timestamp())
 
 
 def serve(scheduler: BlockingScheduler, stop: threading.Event) -> None:
@@ -108,7 +117,6 @@ def serve(scheduler: BlockingScheduler, stop: threading.Event) -> None:
         if scheduler.running:
             scheduler.shutdown(wait=True)
 
-    scheduler.add_listener(lambda _: log_next_fire(scheduler), EVENT_SCHEDULER_STARTED)
     threading.Thread(target=shut_down, name="schedule-stop", daemon=True).start()
     log.info("schedule_started", trigger=str(scheduler.get_job(JOB_ID).trigger))
     scheduler.start()

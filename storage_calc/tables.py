@@ -1,0 +1,174 @@
+"""Report rows as aligned text tables for people: sizes in binary units, times in UTC. Pure.
+
+Scripts read `--json` instead, which keeps exact bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from storage_calc import reports
+
+_UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+
+
+def format_bytes(count: int) -> str:
+    """`1023 B`, `1.5 KiB`, `24.6 MiB`: powers of 1024, one decimal."""
+    if abs(count) < 1024:
+        return f"{count} B"
+    value = float(count)
+    for unit in _UNITS:
+        value /= 1024
+        if abs(value) < 1024 or unit == _UNITS[-1]:
+            break
+    return f"{value:.1f} {unit}"
+
+
+def format_signed_bytes(count: int) -> str:
+    return ("+" if count > 0 else "") + format_bytes(count)
+
+
+def format_signed(count: int) -> str:
+    return f"{count:+,}" if count else "0"
+
+
+def format_time(moment: datetime | None) -> str:
+    return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}m{rest:04.1f}s" if minutes else f"{rest:.1f}s"
+
+
+def format_percent(percent: Decimal | None) -> str:
+    return "" if percent is None else f"{percent:.1f}%"
+
+
+def format_limit(limit: int | None, bytes_: bool) -> str:
+    if limit is None:
+        return "no policy"
+    return format_bytes(limit) if bytes_ else f"{limit:,}"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column: its title, how a row gives its cell, and whether it holds a number."""
+
+    title: str
+    cell: Callable[[Any], str]
+    number: bool = True
+
+
+def render(columns: Sequence[Column], rows: Sequence[Any]) -> str:
+    """The rows under a header line, numbers aligned right and text left."""
+    cells = [[column.title for column in columns]] + [
+        [column.cell(row) for column in columns] for row in rows
+    ]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    lines = [
+        "  ".join(
+            (cell.rjust(width) if column.number else cell.ljust(width))
+            for cell, width, column in zip(line, widths, columns, strict=True)
+        ).rstrip()
+        for line in cells
+    ]
+    return "\n".join(lines)
+
+
+RUNS = (
+    Column("id", lambda r: str(r.id)),
+    Column("started (UTC)", lambda r: format_time(r.started), number=False),
+    Column("took", lambda r: format_seconds(r.seconds)),
+    Column("scope", lambda r: r.scope + (f" shard {r.shard}" if r.shard else ""), number=False),
+    Column("outcome", lambda r: r.outcome, number=False),
+    Column("customers", lambda r: f"{r.customers:,}"),
+    Column("failed", lambda r: f"{r.customers_failed:,}"),
+    Column("skipped", lambda r: f"{r.customers_skipped:,}"),
+    Column("objects", lambda r: f"{r.objects:,}"),
+    Column("listed", lambda r: format_bytes(r.bytes)),
+    Column("orphaned", lambda r: format_bytes(r.orphan_bytes)),
+    Column("error", lambda r: r.error or "", number=False),
+)
+
+CUSTOMER_USAGE = (
+    Column("customer", lambda r: str(r.customer)),
+    Column("policy", lambda r: r.storage_policy, number=False),
+    Column("images", lambda r: f"{r.images:,}"),
+    Column("of", lambda r: format_limit(r.max_images, bytes_=False)),
+    Column("used", lambda r: format_percent(r.images_percent)),
+    Column("size", lambda r: format_bytes(r.size_bytes)),
+    Column("of", lambda r: format_limit(r.max_size_bytes, bytes_=True)),
+    Column("used", lambda r: format_percent(r.size_percent)),
+    Column("thumbnails", lambda r: format_bytes(r.thumbnails_bytes)),
+    Column("calculated (UTC)", lambda r: format_time(r.last_calculated), number=False),
+)
+
+SPACE_USAGE = (
+    Column("rank", lambda r: str(r.rank)),
+    Column("customer", lambda r: str(r.customer)),
+    Column("space", lambda r: str(r.space)),
+    Column("images", lambda r: f"{r.images:,}"),
+    Column("size", lambda r: format_bytes(r.size_bytes)),
+    Column("thumbnails", lambda r: format_bytes(r.thumbnails_bytes)),
+    Column("total", lambda r: format_bytes(r.total_bytes)),
+    Column("calculated (UTC)", lambda r: format_time(r.last_calculated), number=False),
+)
+
+DRIFT = (
+    Column("customer", lambda r: str(r.customer)),
+    Column("space", lambda r: str(r.space)),
+    Column("runs", lambda r: str(r.runs)),
+    Column("images", lambda r: f"{r.images_before:,} → {r.images_after:,}"),
+    Column("Δ", lambda r: format_signed(r.images_after - r.images_before)),
+    Column("size", lambda r: f"{format_bytes(r.size_before)} → {format_bytes(r.size_after)}"),
+    Column("Δ", lambda r: format_signed_bytes(r.size_after - r.size_before)),
+    Column("thumbnails Δ", lambda r: format_signed_bytes(r.thumbnails_after - r.thumbnails_before)),
+    Column("last changed (UTC)", lambda r: format_time(r.last_changed), number=False),
+)
+
+CUSTOMER_ORPHANS = (
+    Column("customer", lambda r: str(r.customer)),
+    Column("spaces", lambda r: str(r.spaces)),
+    Column("objects", lambda r: f"{r.objects:,}"),
+    Column("size", lambda r: format_bytes(r.bytes)),
+    Column("asset ids", lambda r: f"{r.assets:,}"),
+    Column("run", lambda r: str(r.run_id)),
+    Column("found (UTC)", lambda r: format_time(r.found_at), number=False),
+)
+
+SPACE_ORPHANS = (
+    Column("customer", lambda r: str(r.customer)),
+    Column("space", lambda r: str(r.space)),
+    Column("objects", lambda r: f"{r.objects:,}"),
+    Column("size", lambda r: format_bytes(r.bytes)),
+    Column("asset ids", lambda r: f"{r.assets:,}"),
+    Column("examples", lambda r: " ".join(r.examples), number=False),
+)
+
+QUOTA = (
+    Column("customer", lambda r: str(r.customer)),
+    Column("policy", lambda r: r.storage_policy, number=False),
+    Column("status", lambda r: r.status, number=False),
+    Column("images", lambda r: f"{r.images:,} of {r.max_images:,}"),
+    Column("used", lambda r: format_percent(r.images_percent)),
+    Column("size", lambda r: f"{format_bytes(r.size_bytes)} of {format_bytes(r.max_size_bytes)}"),
+    Column("used", lambda r: format_percent(r.size_percent)),
+)
+
+# Which columns show which report row, so a caller needs only the rows.
+COLUMNS: dict[type, tuple[Column, ...]] = {
+    reports.RunRow: RUNS,
+    reports.CustomerUsage: CUSTOMER_USAGE,
+    reports.SpaceUsage: SPACE_USAGE,
+    reports.Drift: DRIFT,
+    reports.CustomerOrphans: CUSTOMER_ORPHANS,
+    reports.SpaceOrphanRow: SPACE_ORPHANS,
+    reports.QuotaUse: QUOTA,
+}
