@@ -15,6 +15,7 @@ from prometheus_client.exposition import start_http_server
 
 from storage_calc.errors import StorageCalcError
 from storage_calc.model import Outcome, RunReport
+from storage_calc.progress import RunProgress
 
 log = structlog.get_logger("storage_calc")
 
@@ -118,8 +119,9 @@ def push(gateway: str, report: RunReport) -> bool:
 
 
 class ScheduleMetrics(RunMetrics):
-    """The metrics `schedule` serves: those of its last run, counts of runs by outcome, and
-    when the next run is due."""
+    """The metrics `schedule` serves: those of its last run, counts of runs by outcome, when
+    the next run is due, and the progress of the run going on, so that a long run can be
+    watched while it lists."""
 
     def __init__(self) -> None:
         super().__init__(CollectorRegistry())
@@ -137,10 +139,26 @@ class ScheduleMetrics(RunMetrics):
             registry=self.registry,
         )
         self.started.set(time.time())
+        self.current_objects = Gauge(
+            "storage_calc_current_run_objects",
+            "Objects listed so far by the run going on; 0 between runs.",
+            registry=self.registry,
+        )
+        self.current_customers = Gauge(
+            "storage_calc_current_run_customers_done",
+            "Customers finished so far by the run going on; 0 between runs.",
+            registry=self.registry,
+        )
+
+    def watch(self, progress: RunProgress) -> None:
+        """Reads the progress of the run that starts, at every scrape."""
+        self.current_objects.set_function(lambda: progress.objects)
+        self.current_customers.set_function(lambda: progress.customers_done)
 
     def observe(self, report: RunReport) -> None:
         super().observe(report)
         self.runs.labels(report.outcome).inc()
+        self.watch(RunProgress())
 
     def serve(self, port: int, address: str) -> None:
         """Serves /metrics on a thread of its own until the process exits."""

@@ -28,6 +28,7 @@ from storage_calc.errors import ConfigError, StorageCalcError
 from storage_calc.listing import S3Client
 from storage_calc.metrics import ScheduleMetrics
 from storage_calc.model import Scope, Shard
+from storage_calc.progress import RunProgress
 
 log = structlog.get_logger("storage_calc")
 
@@ -55,8 +56,13 @@ def fire(
 ) -> None:  # fmt: skip
     """One scheduled run; its failures are logged, never raised into APScheduler, which would
     only log them itself."""
+    progress = RunProgress()
+    if metrics is not None:
+        metrics.watch(progress)
     try:
-        report = calculator.run(settings, database_url, s3, Scope(), shard, stop=stop)
+        report = calculator.run(
+            settings, database_url, s3, Scope(), shard, stop=stop, progress=progress
+        )
     except StorageCalcError as exc:
         log.error("scheduled_run_failed", error=str(exc))
         return

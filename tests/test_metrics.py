@@ -22,6 +22,7 @@ from storage_calc.config import Settings
 from storage_calc.demo import free_port
 from storage_calc.listing import S3Client
 from storage_calc.model import RunReport, Scope, Shard
+from storage_calc.progress import RunProgress
 from tests.conftest import STORAGE, THUMBS
 
 Invoke = Callable[..., Result]
@@ -86,6 +87,25 @@ def test_a_failed_run_exports_no_last_success(
     assert ("storage_calc_last_success_timestamp_seconds", ()) not in found
     assert found[("storage_calc_last_run_success", ())] == 0.0
     assert found[("storage_calc_last_run_customers", (("outcome", "failed"),))] == 1.0
+
+
+def test_schedule_metrics_show_the_run_going_on_and_reset_after_it(report: RunReport) -> None:
+    schedule_metrics = metrics.ScheduleMetrics()
+    progress = RunProgress()
+    schedule_metrics.watch(progress)
+    progress.listed(1234)
+    progress.customer_done()
+
+    def current() -> tuple[float, float]:
+        found = samples(generate_latest(schedule_metrics.registry).decode())
+        return (
+            found[("storage_calc_current_run_objects", ())],
+            found[("storage_calc_current_run_customers_done", ())],
+        )
+
+    assert current() == (1234.0, 1.0)
+    schedule_metrics.observe(report)
+    assert current() == (0.0, 0.0)
 
 
 @pytest.mark.parametrize(
