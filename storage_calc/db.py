@@ -273,6 +273,7 @@ def finish_run(conn: Connection, run_id: int, report: RunReport) -> None:
             customers=len(report.customers),
             customers_failed=len(report.with_outcome(Outcome.FAILED)),
             customers_skipped=len(report.with_outcome(Outcome.LOCKED)),
+            drift_bytes=report.drift_bytes,
             error=report.error_summary,
         )
 

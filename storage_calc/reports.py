@@ -32,6 +32,7 @@ class RunRow:
     orphans: int
     orphan_bytes: int
     unattributed: int
+    drift_bytes: int
     error: str | None
 
 

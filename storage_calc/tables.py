@@ -94,6 +94,7 @@ RUNS = (
     Column("objects", lambda r: f"{r.objects:,}"),
     Column("listed", lambda r: format_bytes(r.bytes)),
     Column("orphaned", lambda r: format_bytes(r.orphan_bytes)),
+    Column("drift", lambda r: format_bytes(r.drift_bytes)),
     Column("error", lambda r: r.error or "", number=False),
 )
 

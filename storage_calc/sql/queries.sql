@@ -156,7 +156,7 @@ UPDATE storage_calc.runs SET
     assets = %(assets)s, orphans = %(orphans)s, orphan_bytes = %(orphan_bytes)s,
     unattributed = %(unattributed)s, unattributed_bytes = %(unattributed_bytes)s,
     customers = %(customers)s, customers_failed = %(customers_failed)s,
-    customers_skipped = %(customers_skipped)s, error = %(error)s
+    customers_skipped = %(customers_skipped)s, drift_bytes = %(drift_bytes)s, error = %(error)s
 WHERE id = %(run_id)s;
 
 -- name: insert_customer_run
@@ -209,7 +209,7 @@ WHERE "Id" = %(id)s;
 -- The latest runs, newest first.
 SELECT id, started, finished, extract(epoch FROM finished - started)::float8 AS seconds, scope,
        shard, outcome, customers, customers_failed, customers_skipped, objects, bytes, assets,
-       orphans, orphan_bytes, unattributed, error
+       orphans, orphan_bytes, unattributed, drift_bytes, error
 FROM storage_calc.runs
 ORDER BY id DESC
 LIMIT %(limit)s;

@@ -69,7 +69,8 @@ CREATE TABLE IF NOT EXISTS storage_calc.runs (
     unattributed_bytes bigint NOT NULL DEFAULT 0,
     customers int NOT NULL DEFAULT 0,
     customers_failed int NOT NULL DEFAULT 0,
-    customers_skipped int NOT NULL DEFAULT 0
+    customers_skipped int NOT NULL DEFAULT 0,
+    drift_bytes bigint NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS runs_started ON storage_calc.runs (started);
 
