@@ -591,7 +591,8 @@ def report_usage(customer: int | None, limit: int, as_json: bool, **params: Any)
 @database_option
 def report_drift(since: timedelta, customer: int | None, as_json: bool, **params: Any) -> None:
     """Show how the runs of a period changed the stored figures: per customer (and, with
-    --customer, per space) the figures before the first change and after the last.
+    --customer, per space) the figures before the first change and after the last, and the
+    bytes the runs corrected (the sum of each run's absolute change).
 
     \b
     Examples:

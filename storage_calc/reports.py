@@ -69,7 +69,8 @@ class SpaceUsage:
 @dataclass(frozen=True)
 class Drift:
     """How a CustomerStorage row changed over the runs of a period: the figures before the
-    first change and after the last."""
+    first change and after the last (between runs the platform's own tallies move them too),
+    and `corrected_bytes`, the stored and thumbnail bytes the runs themselves set right."""
 
     customer: int
     space: int
@@ -80,6 +81,7 @@ class Drift:
     size_after: int
     thumbnails_before: int
     thumbnails_after: int
+    corrected_bytes: int
     last_changed: datetime
 
 

@@ -131,6 +131,7 @@ DRIFT = (
     Column("size", lambda r: f"{format_bytes(r.size_before)} → {format_bytes(r.size_after)}"),
     Column("Δ", lambda r: format_signed_bytes(r.size_after - r.size_before)),
     Column("thumbnails Δ", lambda r: format_signed_bytes(r.thumbnails_after - r.thumbnails_before)),
+    Column("corrected", lambda r: format_bytes(r.corrected_bytes)),
     Column("last changed (UTC)", lambda r: format_time(r.last_changed), number=False),
 )
 

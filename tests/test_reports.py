@@ -111,6 +111,7 @@ def test_drift_shows_the_change_since_the_first_run_of_the_period(
     assert (drift["customer"], drift["space"], drift["runs"]) == (2, 0, 2)
     assert (drift["size_before"], drift["size_after"]) == (0, 8120)
     assert (drift["images_before"], drift["images_after"]) == (0, 3)
+    assert drift["corrected_bytes"] == 6082 + 2048
 
 
 def test_drift_leaves_out_runs_before_the_period(
@@ -122,7 +123,20 @@ def test_drift_leaves_out_runs_before_the_period(
     invoke("run")
     [drift] = json_out(invoke("report", "drift", "--json"))
     assert (drift["customer"], drift["size_before"], drift["size_after"]) == (2, 6072, 8120)
+    assert drift["corrected_bytes"] == 2048
     assert "+2.0 KiB" in lines(invoke("report", "drift"))[1]
+
+
+def test_drift_corrected_counts_each_runs_correction_not_the_growth_between_runs(
+    two_customers: None, invoke: Invoke, conn: Any
+) -> None:
+    invoke("run", "--customer", "3")
+    conn.execute(  # the platform's tallies drift by 40 bytes between runs
+        'UPDATE "CustomerStorage" SET "TotalSizeOfStoredImages" = 60 WHERE "Customer" = 3'
+    )
+    invoke("run", "--customer", "3")
+    [drift] = json_out(invoke("report", "drift", "--json"))
+    assert (drift["size_before"], drift["size_after"], drift["corrected_bytes"]) == (0, 100, 140)
 
 
 def test_drift_of_one_customer_includes_its_spaces(two_customers: None, invoke: Invoke) -> None:

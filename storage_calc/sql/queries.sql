@@ -233,7 +233,8 @@ LIMIT %(limit)s;
 
 -- name: drift_since
 -- The CustomerStorage rows changed by runs started since a time: figures before the first change
--- and after the last. Customer rows only, unless one customer is asked for.
+-- and after the last, and the bytes the runs corrected (the sum of the absolute changes each run
+-- made). Customer rows only, unless one customer is asked for.
 SELECT c.customer, c.space, count(*) AS runs,
        (array_agg(c.images_before ORDER BY c.run_id))[1] AS images_before,
        (array_agg(c.images_after ORDER BY c.run_id DESC))[1] AS images_after,
@@ -241,6 +242,8 @@ SELECT c.customer, c.space, count(*) AS runs,
        (array_agg(c.size_after ORDER BY c.run_id DESC))[1] AS size_after,
        (array_agg(c.thumbnails_before ORDER BY c.run_id))[1] AS thumbnails_before,
        (array_agg(c.thumbnails_after ORDER BY c.run_id DESC))[1] AS thumbnails_after,
+       sum(abs(c.size_after - c.size_before) + abs(c.thumbnails_after - c.thumbnails_before))
+           AS corrected_bytes,
        max(r.finished) AS last_changed
 FROM storage_calc.changes c
 JOIN storage_calc.runs r ON r.id = c.run_id
