@@ -29,40 +29,41 @@ class RunMetrics:
     def __init__(self, registry: CollectorRegistry, last_success: bool = True) -> None:
         self.registry = registry
 
-        def gauge(name: str, documentation: str, labels: tuple[str, ...] = ()) -> Gauge:
-            return Gauge(f"storage_calc_{name}", documentation, labels, registry=registry)
-
         self.last_success = (
-            gauge(
+            self.gauge(
                 "last_success_timestamp_seconds",
                 "When the last successful run finished, as a Unix time; 0 if none has.",
             )
             if last_success
             else None
         )
-        self.last_run = gauge(
+        self.last_run = self.gauge(
             "last_run_timestamp_seconds",
             "When the last run finished, successful or not, as a Unix time.",
         )
-        self.success = gauge("last_run_success", "1 if the last run succeeded, else 0.")
-        self.duration = gauge("last_run_duration_seconds", "How long the last run took.")
-        self.objects = gauge("last_run_objects", "Objects the last run listed.")
-        self.bytes = gauge("last_run_bytes", "Bytes of the objects the last run listed.")
-        self.customers = gauge(
+        self.success = self.gauge("last_run_success", "1 if the last run succeeded, else 0.")
+        self.duration = self.gauge("last_run_duration_seconds", "How long the last run took.")
+        self.objects = self.gauge("last_run_objects", "Objects the last run listed.")
+        self.bytes = self.gauge("last_run_bytes", "Bytes of the objects the last run listed.")
+        self.customers = self.gauge(
             "last_run_customers",
             "Customers of the last run: computed, failed, or skipped (locked by another run).",
             ("outcome",),
         )
-        self.orphan_bytes = gauge(
+        self.orphan_bytes = self.gauge(
             "last_run_orphan_bytes",
             "Bytes of objects whose asset is not registered, found by the last run.",
         )
-        self.drift_bytes = gauge(
+        self.drift_bytes = self.gauge(
             "last_run_drift_bytes",
             "Sum over changed customer rows of the absolute change of stored and thumbnail bytes.",
         )
         for label in CUSTOMER_OUTCOMES:
             self.customers.labels(label)
+
+    def gauge(self, name: str, documentation: str, labels: tuple[str, ...] = ()) -> Gauge:
+        """A gauge `storage_calc_<name>` in this registry."""
+        return Gauge(f"storage_calc_{name}", documentation, labels, registry=self.registry)
 
     def observe(self, report: RunReport) -> None:
         """Sets every gauge from a finished run."""
@@ -128,26 +129,19 @@ class ScheduleMetrics(RunMetrics):
         self.runs = Counter(
             "storage_calc_runs", "Runs finished, by outcome.", ["outcome"], registry=self.registry
         )
-        self.next_run = Gauge(
-            "storage_calc_next_run_timestamp_seconds",
-            "When the next scheduled run is due, as a Unix time.",
-            registry=self.registry,
+        self.next_run = self.gauge(
+            "next_run_timestamp_seconds", "When the next scheduled run is due, as a Unix time."
         )
-        self.started = Gauge(
-            "storage_calc_schedule_start_timestamp_seconds",
-            "When this scheduler started, as a Unix time.",
-            registry=self.registry,
+        self.started = self.gauge(
+            "schedule_start_timestamp_seconds", "When this scheduler started, as a Unix time."
         )
         self.started.set(time.time())
-        self.current_objects = Gauge(
-            "storage_calc_current_run_objects",
-            "Objects listed so far by the run going on; 0 between runs.",
-            registry=self.registry,
+        self.current_objects = self.gauge(
+            "current_run_objects", "Objects listed so far by the run going on; 0 between runs."
         )
-        self.current_customers = Gauge(
-            "storage_calc_current_run_customers_done",
+        self.current_customers = self.gauge(
+            "current_run_customers_done",
             "Customers finished so far by the run going on; 0 between runs.",
-            registry=self.registry,
         )
 
     def watch(self, progress: RunProgress) -> None:
