@@ -167,8 +167,9 @@ def write_customer(
 
     `asset_rows` are (id, space, size, thumbnail size). The assets are staged with COPY, then
     ImageStorage, the space rows and the customer row are rewritten with set-based statements,
-    so a reader sees the customer before or after, never half-written. A dry run does all of it
-    and rolls back.
+    so a reader sees the customer before or after, never half-written: existing rows updated,
+    new ones inserted, rows of assets no longer registered deleted. A dry run does all of it and
+    rolls back.
     """
     params = {"customer": customer, "space": space, "asset": asset, "checked": checked}
     with (
@@ -181,13 +182,10 @@ def write_customer(
         with conn.cursor().copy(queries()["copy_figures"]) as copy:
             for row in asset_rows:
                 copy.write_row(row)
-        for name in (
-            "analyze_figures",
-            "delete_unregistered",
-            "upsert_image_storage",
-            "upsert_space_rows",
-            "upsert_customer_row",
-        ):
+        execute(conn, "analyze_figures")
+        execute(conn, "update_image_storage", **params)
+        insert_image_storage(conn, params)
+        for name in ("delete_unregistered", "upsert_space_rows", "upsert_customer_row"):
             execute(conn, name, **params)
         after = _customer_rows(conn, customer)
     return tuple(
@@ -195,6 +193,16 @@ def write_customer(
         for s, figures in sorted(after.items())
         if before.get(s) != figures
     )
+
+
+def insert_image_storage(conn: Connection, params: dict[str, Any]) -> None:
+    """Inserts the rows of newly staged assets with a plain INSERT, and only when ingest
+    inserted one of them meanwhile pays for the upsert's conflict handling."""
+    try:
+        with conn.transaction():
+            execute(conn, "insert_image_storage", **params)
+    except psycopg.errors.UniqueViolation:
+        execute(conn, "upsert_image_storage", **params)
 
 
 def start_run(conn: Connection, started: datetime, scope: str, shard: str | None) -> int:

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -125,3 +129,28 @@ def test_queries_are_all_named_and_parameterised() -> None:
     )
     for name, sql in queries.items():
         assert "{" not in sql, name
+
+
+def test_a_row_ingest_inserts_during_the_write_is_overwritten_not_a_failure(
+    database_url: str, conn: psycopg.Connection[Any], register: Callable[..., None]
+) -> None:
+    register("2/5/a", "2/5/b")
+    ingest = psycopg.connect(database_url)  # its INSERT stays uncommitted until told
+    ingest.execute(
+        'INSERT INTO "ImageStorage" ("Id", "Customer", "Space", "Size") VALUES (\'2/5/a\', 2, 5, 1)'
+    )
+    rows = [("2/5/a", 5, 100, 7), ("2/5/b", 5, 200, 0)]
+    with db.connect(database_url) as writer, ThreadPoolExecutor(1) as pool:
+        write = pool.submit(
+            db.write_customer, writer, 2, None, None, rows, datetime.now(UTC), False
+        )
+        deadline = time.monotonic() + 10
+        while not conn.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()[0]:
+            assert time.monotonic() < deadline, "the write never waited for the ingest's row"
+            time.sleep(0.02)
+        ingest.commit()
+        write.result(timeout=10)
+    ingest.close()
+    assert conn.execute(
+        'SELECT "Id", "Size", "ThumbnailSize" FROM "ImageStorage" ORDER BY 1'
+    ).fetchall() == [("2/5/a", 100, 7), ("2/5/b", 200, 0)]

@@ -73,8 +73,33 @@ WHERE "Customer" = %(customer)s
 ORDER BY "Space"
 FOR UPDATE;
 
+-- name: update_image_storage
+-- Rewrites the figures of the staged assets that have a row already: a plain UPDATE, cheaper
+-- than ON CONFLICT's speculative insertion for the rows every rerun rewrites.
+UPDATE "ImageStorage" s SET
+    "ThumbnailSize" = f."ThumbnailSize",
+    "Size" = f."Size",
+    "LastChecked" = %(checked)s,
+    "CheckingInProgress" = false
+FROM storage_calc_figures f
+WHERE s."Customer" = %(customer)s AND s."Id" = f."Id" AND s."Space" = f."Space";
+
+-- name: insert_image_storage
+-- Inserts the staged assets that have no row yet. A plain INSERT, run in a savepoint: if ingest
+-- inserts one of these rows meanwhile, the unique violation sends the write to
+-- upsert_image_storage instead. Rows of assets unregistered since the listing started are
+-- removed afterwards by delete_unregistered.
+INSERT INTO "ImageStorage" ("Id", "Customer", "Space", "ThumbnailSize", "Size", "LastChecked",
+                            "CheckingInProgress")
+SELECT f."Id", %(customer)s, f."Space", f."ThumbnailSize", f."Size", %(checked)s, false
+FROM storage_calc_figures f
+WHERE NOT EXISTS (
+    SELECT 1 FROM "ImageStorage" s
+    WHERE s."Customer" = %(customer)s AND s."Id" = f."Id" AND s."Space" = f."Space"
+);
+
 -- name: upsert_image_storage
--- Writes the staged figures of the assets that are still registered.
+-- Writes the staged figures of the assets that are still registered, whatever rows exist.
 INSERT INTO "ImageStorage" ("Id", "Customer", "Space", "ThumbnailSize", "Size", "LastChecked",
                             "CheckingInProgress")
 SELECT f."Id", i."Customer", i."Space", f."ThumbnailSize", f."Size", %(checked)s, false
