@@ -112,19 +112,15 @@ ON CONFLICT ("Id", "Customer", "Space") DO UPDATE SET
     "CheckingInProgress" = false;
 
 -- name: delete_unregistered
--- Deletes the ImageStorage rows of a scope whose asset is no longer registered. A set
--- difference, so the plan stays two scans however stale the statistics of either table are.
+-- Deletes the ImageStorage rows of a scope whose asset is no longer registered.
 DELETE FROM "ImageStorage" s
-USING (
-    SELECT "Id", "Space" FROM "ImageStorage"
-    WHERE "Customer" = %(customer)s
-      AND (%(space)s::int IS NULL OR "Space" = %(space)s)
-      AND (%(asset)s::text IS NULL OR "Id" = %(asset)s)
-    EXCEPT
-    SELECT "Id", "Space" FROM "Images"
-    WHERE "Customer" = %(customer)s AND "Space" > 0
-) gone
-WHERE s."Customer" = %(customer)s AND s."Id" = gone."Id" AND s."Space" = gone."Space";
+WHERE s."Customer" = %(customer)s
+  AND (%(space)s::int IS NULL OR s."Space" = %(space)s)
+  AND (%(asset)s::text IS NULL OR s."Id" = %(asset)s)
+  AND NOT EXISTS (
+      SELECT 1 FROM "Images" i
+      WHERE i."Id" = s."Id" AND i."Customer" = %(customer)s AND i."Space" = s."Space"
+  );
 
 -- name: upsert_space_rows
 -- Recomputes the space rows of a scope from ImageStorage; a space left empty is zeroed.
