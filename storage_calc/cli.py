@@ -198,6 +198,13 @@ def database_url(settings: Settings) -> str:
     return settings.database_url or embedded.start()
 
 
+@contextlib.contextmanager
+def connected(params: dict[str, Any]) -> Iterator[db.Connection]:
+    """A connection to the configured database; library errors in the block become one line."""
+    with reported(), db.connect(database_url(settings_from(params))) as conn:
+        yield conn
+
+
 class OneLineErrors(click.Group):
     """Reports every error, usage errors included, as one `Error: ...` line on stderr."""
 
@@ -240,10 +247,8 @@ def migrate(**params: Any) -> None:
     Example:
         storage-calc db migrate --database-url postgresql://calc@db/platform
     """
-    with reported():
-        conn = db.connect(database_url(settings_from(params)))
-        with conn:
-            db.migrate(conn)
+    with connected(params) as conn:
+        db.migrate(conn)
     click.echo("schema is up to date", err=True)
 
 
@@ -264,7 +269,7 @@ def prune(older_than: timedelta, **params: Any) -> None:
     Example:
         storage-calc db prune --older-than 90d
     """
-    with reported(), db.connect(database_url(settings_from(params))) as conn:
+    with connected(params) as conn:
         before = db.server_now(conn) - older_than
         deleted = db.prune_runs(conn, before)
     click.echo(f"deleted {deleted} runs started before {tables.format_time(before)} UTC", err=True)
@@ -535,7 +540,7 @@ def runs_command(limit: int, as_json: bool, **params: Any) -> None:
         storage-calc runs
         storage-calc runs --limit 1 --json | jq '.[0].outcome'
     """
-    with reported(), db.connect(database_url(settings_from(params))) as conn:
+    with connected(params) as conn:
         rows = reports.recent_runs(conn, limit)
     print_rows(rows, as_json, "no runs recorded yet")
 
@@ -559,7 +564,7 @@ def report_usage(customer: int | None, limit: int, as_json: bool, **params: Any)
         storage-calc report usage
         storage-calc report usage --customer 2 --json
     """
-    with reported(), db.connect(database_url(settings_from(params))) as conn:
+    with connected(params) as conn:
         customers = reports.customer_usage(conn, customer, limit)
         spaces = reports.space_usage(conn, customer, limit)
     if as_json:
@@ -599,7 +604,7 @@ def report_drift(since: timedelta, customer: int | None, as_json: bool, **params
         storage-calc report drift
         storage-calc report drift --since 7d --customer 2
     """
-    with reported(), db.connect(database_url(settings_from(params))) as conn:
+    with connected(params) as conn:
         rows = reports.drift_since(conn, db.server_now(conn) - since, customer)
     print_rows(rows, as_json, "no figures changed in that period")
 
@@ -617,7 +622,7 @@ def report_orphans(customer: int | None, as_json: bool, **params: Any) -> None:
         storage-calc report orphans
         storage-calc report orphans --customer 2
     """
-    with reported(), db.connect(database_url(settings_from(params))) as conn:
+    with connected(params) as conn:
         rows: list[Any] = (
             reports.customer_orphans(conn)
             if customer is None
@@ -639,7 +644,7 @@ def report_quota(quota_margin: Decimal, as_json: bool, **params: Any) -> None:
         storage-calc report quota
         storage-calc report quota --quota-margin 75 --json
     """
-    with reported(), db.connect(database_url(settings_from(params))) as conn:
+    with connected(params) as conn:
         rows = reports.quota_use(conn, quota_margin)
     print_rows(rows, as_json, f"no customer uses {quota_margin}% or more of a policy limit")
 
