@@ -179,12 +179,11 @@ def write_customer(
         execute(conn, "no_nested_loops")
         before = _customer_rows(conn, customer)
         execute(conn, "create_figures")
-        with conn.cursor().copy(queries()["copy_figures"]) as copy:
-            for row in asset_rows:
-                copy.write_row(row)
+        staged = stage_figures(conn, asset_rows)
         execute(conn, "analyze_figures")
-        execute(conn, "update_image_storage", **params)
-        insert_image_storage(conn, params)
+        updated = execute(conn, "update_image_storage", **params).rowcount
+        if updated < staged:
+            insert_image_storage(conn, params)
         for name in ("delete_unregistered", "upsert_space_rows", "upsert_customer_row"):
             execute(conn, name, **params)
         after = _customer_rows(conn, customer)
@@ -195,9 +194,23 @@ def write_customer(
     )
 
 
+def stage_figures(conn: Connection, asset_rows: Iterable[tuple[str, int, int, int]]) -> int:
+    """Copies (id, space, size, thumbnail size) rows into the staging table; returns how many."""
+    staged = 0
+    with conn.cursor().copy(queries()["copy_figures"]) as copy:
+        copy.set_types(["varchar", "int4", "int8", "int8"])
+        for row in asset_rows:
+            copy.write_row(row)
+            staged += 1
+    return staged
+
+
 def insert_image_storage(conn: Connection, params: dict[str, Any]) -> None:
     """Inserts the rows of newly staged assets with a plain INSERT, and only when ingest
-    inserted one of them meanwhile pays for the upsert's conflict handling."""
+    inserted one of them meanwhile pays for the upsert's conflict handling.
+
+    Called only when the update left staged rows without a row: on a rerun every staged asset
+    has one, and the anti-join over all of them would find nothing."""
     try:
         with conn.transaction():
             execute(conn, "insert_image_storage", **params)

@@ -22,3 +22,4 @@ def test_the_benchmark_runs_and_its_figures_match_the_ground_truth(aws_env: None
     assert any(line.startswith("c/a = ") and "c/b = " in line for line in lines)
     assert any(line.startswith("c  storage-calc run") for line in lines)
     assert any(line.startswith("database: 500 ImageStorage rows") for line in lines)
+    assert any(line.startswith("  rewrite ") for line in lines)

@@ -154,3 +154,23 @@ def test_a_row_ingest_inserts_during_the_write_is_overwritten_not_a_failure(
     assert conn.execute(
         'SELECT "Id", "Size", "ThumbnailSize" FROM "ImageStorage" ORDER BY 1'
     ).fetchall() == [("2/5/a", 100, 7), ("2/5/b", 200, 0)]
+
+
+def test_a_rewrite_also_inserts_the_rows_of_assets_registered_since_the_last_write(
+    conn: psycopg.Connection[Any], register: Callable[..., None]
+) -> None:
+    register("2/5/a")
+    db.write_customer(conn, 2, None, None, [("2/5/a", 5, 100, 7)], datetime.now(UTC), False)
+    register("2/5/b")
+    rows = [("2/5/a", 5, 110, 7), ("2/5/b", 5, 200, 0)]
+    db.write_customer(conn, 2, None, None, rows, datetime.now(UTC), False)
+    assert conn.execute(
+        'SELECT "Id", "Size", "ThumbnailSize" FROM "ImageStorage" ORDER BY 1'
+    ).fetchall() == [("2/5/a", 110, 7), ("2/5/b", 200, 0)]
+
+
+def test_image_storage_leaves_half_of_each_page_free_for_its_rewrites(
+    conn: psycopg.Connection[Any],
+) -> None:
+    options = conn.execute("SELECT reloptions FROM pg_class WHERE relname = 'ImageStorage'")
+    assert options.fetchone() == (["fillfactor=50"],)
