@@ -19,8 +19,8 @@ $$;
 -- Every run rewrites every row of a customer twice: CheckingInProgress on, then the figures.
 -- Neither touches an indexed column, so with half of each page left free the new version goes
 -- on the same page as a heap-only tuple: no index entry, and the space of the version before
--- is pruned on the next visit. At the default fillfactor of 100 every rewrite adds an entry to
--- both indexes, and the table and its indexes grow until vacuum catches up.
+-- is pruned on the next visit. At the default fillfactor of 100 almost every rewrite adds an
+-- entry to both indexes, and the table and its indexes grow until vacuum catches up.
 CREATE TABLE IF NOT EXISTS "ImageStorage" (
     "Id" varchar(500) NOT NULL,
     "Customer" int NOT NULL,
