@@ -59,16 +59,20 @@ class Job:
 
 
 class Database:
-    """The run's connection, opened again if a failure broke it."""
+    """The run's connection, opened again if a failure broke it; a new one holds the run again,
+    so that the run does not look abandoned."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self._conn = db.connect(url)
+        self.run_id: int | None = None
 
     @property
     def conn(self) -> db.Connection:
         if self._conn.closed or self._conn.broken:
             self._conn = db.connect(self.url)
+            if self.run_id is not None:
+                db.lock_run(self._conn, self.run_id)
         return self._conn
 
     def close(self) -> None:
@@ -101,6 +105,7 @@ def run(
         started = db.server_now(database.conn)
         shard_text = str(shard) if shard else None
         run_id = None if dry_run else db.start_run(database.conn, started, str(scope), shard_text)
+        database.run_id = run_id
         with (
             ThreadPoolExecutor(settings.workers, thread_name_prefix="list") as pool,
             ThreadPoolExecutor(CUSTOMERS_IN_FLIGHT, thread_name_prefix="customer") as customers,

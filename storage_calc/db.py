@@ -30,8 +30,9 @@ Connection = psycopg.Connection[Any]
 T = TypeVar("T")
 
 # The first key of every advisory lock the job takes: the platform's own locks, if any, use
-# other namespaces, so a customer id can never collide with them.
-LOCK_NAMESPACE = 0x7374636C  # "stcl"
+# other namespaces, so a customer or run id can never collide with them.
+LOCK_NAMESPACE = 0x7374636C  # "stcl": customers, and the schema's migration
+RUN_LOCK_NAMESPACE = 0x7374726E  # "strn": runs in progress
 
 STATEMENT_TIMEOUT_MS = 15 * 60 * 1000
 CONNECT_TIMEOUT_S = 10
@@ -219,10 +220,21 @@ def insert_image_storage(conn: Connection, params: dict[str, Any]) -> None:
 
 
 def start_run(conn: Connection, started: datetime, scope: str, shard: str | None) -> int:
-    with translated("recording the run failed"):
+    """Records a new run, held by `conn`'s session until it ends, and closes the runs whose
+    process died as `abandoned`. The run is locked before it is visible, so that no other run
+    can take it for abandoned."""
+    with translated("recording the run failed"), conn.transaction():
+        execute(conn, "close_abandoned_runs", namespace=RUN_LOCK_NAMESPACE)
         row = execute(conn, "insert_run", started=started, scope=scope, shard=shard).fetchone()
-    assert row is not None
+        assert row is not None
+        lock_run(conn, row[0])
     return row[0]  # type: ignore[no-any-return]
+
+
+def lock_run(conn: Connection, run_id: int) -> None:
+    """Holds the run for `conn`'s session (again, after a reconnection)."""
+    with translated("locking the run failed"):
+        execute(conn, "lock_run", namespace=RUN_LOCK_NAMESPACE, run_id=run_id)
 
 
 def record_customer(conn: Connection, run_id: int, scope: Scope, result: CustomerResult) -> None:

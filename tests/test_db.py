@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+import pytest
 
-from storage_calc import db
+from storage_calc import calculator, db
 
 COLUMNS = """
 SELECT column_name, data_type, character_maximum_length
@@ -174,3 +175,34 @@ def test_image_storage_leaves_half_of_each_page_free_for_its_rewrites(
 ) -> None:
     options = conn.execute("SELECT reloptions FROM pg_class WHERE relname = 'ImageStorage'")
     assert options.fetchone() == (["fillfactor=50"],)
+
+
+def outcomes(conn: psycopg.Connection[Any]) -> list[tuple[int, str]]:
+    return conn.execute("SELECT id, outcome FROM storage_calc.runs ORDER BY id").fetchall()
+
+
+def test_a_running_run_is_not_taken_for_abandoned(
+    database_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    with db.connect(database_url) as first, db.connect(database_url) as second:
+        one = db.start_run(first, datetime.now(UTC), "all", None)
+        two = db.start_run(second, datetime.now(UTC), "all", None)
+        assert outcomes(conn) == [(one, "running"), (two, "running")]
+    with db.connect(database_url) as third:
+        three = db.start_run(third, datetime.now(UTC), "all", None)
+    assert outcomes(conn) == [(one, "abandoned"), (two, "abandoned"), (three, "running")]
+
+
+def test_a_run_whose_connection_was_broken_holds_its_run_again(
+    database_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    database = calculator.Database(database_url)
+    database.run_id = db.start_run(database.conn, datetime.now(UTC), "all", None)
+    conn.execute("SELECT pg_terminate_backend(%s)", (database.conn.info.backend_pid,))
+    with pytest.raises(psycopg.OperationalError):
+        database.conn.execute("SELECT 1")
+    database.conn.execute("SELECT 1")
+    with db.connect(database_url) as other:
+        other_id = db.start_run(other, datetime.now(UTC), "all", None)
+        assert outcomes(conn) == [(database.run_id, "running"), (other_id, "running")]
+    database.close()

@@ -123,3 +123,21 @@ def test_a_stopped_run_rolls_back_the_customer_and_is_recorded_as_interrupted(
     assert flags(conn) == {False}
     outcomes = conn.execute("SELECT outcome FROM storage_calc.runs ORDER BY id").fetchall()
     assert outcomes == [("done",), ("interrupted",)]
+
+
+def test_the_next_run_records_a_killed_run_as_abandoned(
+    customer_2: None, s3_proxy: S3Proxy, spawn: Spawn, conn: psycopg.Connection[Any]
+) -> None:
+    held = s3_proxy.hold(SPACE_5)
+    victim = spawn("run", "--customer", "2")
+    assert held.reached.wait(30)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(10)
+    assert conn.execute("SELECT outcome FROM storage_calc.runs").fetchall() == [("running",)]
+
+    held.hold.set()
+    assert finish(spawn("run", "--customer", "2"))[0] == 0
+    assert conn.execute("SELECT outcome, error FROM storage_calc.runs ORDER BY id").fetchall() == [
+        ("abandoned", "the process running it ended before recording its outcome"),
+        ("done", None),
+    ]

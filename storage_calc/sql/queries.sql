@@ -173,6 +173,24 @@ ON CONFLICT ("Customer", "Space") DO UPDATE SET
 INSERT INTO storage_calc.runs (started, scope, shard) VALUES (%(started)s, %(scope)s, %(shard)s)
 RETURNING id;
 
+-- name: lock_run
+-- Held by the run's session for as long as the run goes on, and released with the session, so
+-- that a process that dies leaves a run nobody holds.
+SELECT pg_advisory_lock(%(namespace)s, %(run_id)s::int);
+
+-- name: close_abandoned_runs
+-- Closes the runs still 'running' whose lock nobody holds: their process died (killed, out of
+-- memory, node lost) before it could record how they ended.
+UPDATE storage_calc.runs r
+SET outcome = 'abandoned', error = 'the process running it ended before recording its outcome'
+WHERE r.outcome = 'running'
+  AND NOT EXISTS (
+      SELECT 1 FROM pg_locks l
+      WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+        AND l.classid = %(namespace)s::int::oid AND l.objid = r.id::int::oid
+  );
+
 -- name: finish_run
 -- Records how a run ended.
 UPDATE storage_calc.runs SET
