@@ -188,7 +188,7 @@ def invoke(
 ) -> Callable[..., Result]:
     """Runs the CLI in-process against the test database and moto S3."""
     monkeypatch.setenv("STORAGE_CALC_DATABASE_URL", database_url)
-    monkeypatch.setattr("storage_calc.cli.make_s3_client", lambda workers: s3)
+    monkeypatch.setattr("storage_calc.cli.compute.make_s3_client", lambda workers: s3)
 
     def invoke(*args: str, **kwargs: Any) -> Result:
         return CliRunner().invoke(cli, list(args), **kwargs)

@@ -1,0 +1,106 @@
+"""The `storage-calc` command: a thin shell over the library.
+
+Only this package knows about click and exit codes: 0 done, 1 a scope failed (or not found),
+2 bad usage or configuration, 75 every requested scope was locked by another run. The group
+and the `db` commands are here; `compute` holds run, schedule and demo, `read` the commands
+that only read, and `options` what they share.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import timedelta
+from typing import Any
+
+import click
+
+from storage_calc import db, logs, tables
+from storage_calc.cli import compute, read
+from storage_calc.cli.options import EXIT_FAILED, ParsedParam, connected, database_option, option
+from storage_calc.config import parse_age
+
+
+class OneLineErrors(click.Group):
+    """Reports every error, usage errors included, as one `Error: ...` line on stderr."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except click.ClickException as exc:
+            click.echo(f"Error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Error: interrupted", err=True)
+            sys.exit(EXIT_FAILED)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="storage-calc")
+def cli() -> None:
+    """Recompute the storage figures of a digital asset platform from its S3 listings.
+
+    Every option can also be set with an environment variable STORAGE_CALC_<OPTION>. S3
+    endpoint, region and credentials come from boto3's own configuration (AWS_ENDPOINT_URL_S3,
+    AWS_PROFILE, ...).
+    """
+    logs.configure()
+
+
+@cli.group("db")
+def db_group() -> None:
+    """Manage the database schema."""
+
+
+@db_group.command("migrate")
+@database_option
+def migrate(**params: Any) -> None:
+    """Create whatever tables, indexes and policies are missing. Idempotent; drops nothing.
+
+    \b
+    Example:
+        storage-calc db migrate --database-url postgresql://calc@db/platform
+    """
+    with connected(params) as conn:
+        db.migrate(conn)
+    click.echo("schema is up to date", err=True)
+
+
+@db_group.command("prune")
+@option(
+    "--older-than",
+    required=True,
+    metavar="AGE",
+    type=ParsedParam("AGE", parse_age),
+    help="Delete the runs started longer ago than this: a number and h, d or w, such as 90d.",
+)
+@database_option
+def prune(older_than: timedelta, **params: Any) -> None:
+    """Delete old run history: runs, with the changes, orphans and customer results they
+    recorded. The figures themselves are never touched.
+
+    \b
+    Example:
+        storage-calc db prune --older-than 90d
+    """
+    with connected(params) as conn:
+        before = db.server_now(conn) - older_than
+        deleted = db.prune_runs(conn, before)
+    click.echo(f"deleted {deleted} runs started before {tables.format_time(before)} UTC", err=True)
+
+
+for command in (
+    compute.run_command,
+    compute.schedule_command,
+    read.show,
+    read.runs_command,
+    read.report_group,
+    read.serve_command,
+    compute.demo_command,
+):
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli(prog_name="storage-calc")

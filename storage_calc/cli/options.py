@@ -1,0 +1,191 @@
+"""What the commands share: the options (each also read from STORAGE_CALC_<NAME>), the
+parameter types, the settings they make, and the mapping of library errors to one line and an
+exit code."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import click
+
+from storage_calc import db, embedded
+from storage_calc.config import (
+    DEFAULT_API_BASE_URL,
+    DEFAULT_QUOTA_MARGIN,
+    DEFAULT_STORAGE_BUCKET,
+    DEFAULT_THUMBS_BUCKET,
+    DEFAULT_WORKERS,
+    Settings,
+    parse_base_url,
+    parse_location,
+    parse_margin,
+    parse_shard,
+)
+from storage_calc.errors import ConfigError, StorageCalcError
+from storage_calc.keys import INT4_MAX, parse_asset_id
+from storage_calc.model import AssetKey, LocationKind
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_LOCKED = 75
+
+CUSTOMER = click.IntRange(0, INT4_MAX)
+SPACE = click.IntRange(1, INT4_MAX)
+
+
+class Failure(click.ClickException):
+    """One `Error: ...` line on stderr and the contract's exit code."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@contextlib.contextmanager
+def reported() -> Iterator[None]:
+    """Library errors become one line on stderr: configuration errors exit 2, the rest 1."""
+    try:
+        yield
+    except ConfigError as exc:
+        raise Failure(str(exc), EXIT_USAGE) from exc
+    except StorageCalcError as exc:
+        raise Failure(str(exc)) from exc
+
+
+class ParsedParam(click.ParamType):
+    """A ParamType over one of the library's parsers, failing with exit 2 on a ConfigError."""
+
+    def __init__(self, name: str, parse: Callable[[str], Any]) -> None:
+        self.name = name
+        self.parse = parse
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return self.parse(value)
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _parse_asset(text: str) -> AssetKey:
+    key = parse_asset_id(text)
+    if key is None:
+        raise ConfigError(
+            f"{text!r} is not an asset id: expected CUSTOMER/SPACE/ID, such as 2/5/my-asset"
+        )
+    return key
+
+
+ASSET = ParsedParam("C/S/ID", _parse_asset)
+SHARD = ParsedParam("I/N", parse_shard)
+
+
+def option(*decls: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A click option that can also come from STORAGE_CALC_<NAME>, shown in --help."""
+    name = max(decls, key=len).lstrip("-").split("/")[0].upper().replace("-", "_")
+    return click.option(*decls, envvar=f"STORAGE_CALC_{name}", show_envvar=True, **kwargs)
+
+
+def together(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """The decorators applied in the order they are listed, as if stacked above a function."""
+
+    def apply(f: Any) -> Any:
+        for decorator in reversed(decorators):
+            f = decorator(f)
+        return f
+
+    return apply
+
+
+database_option = option(
+    "--database-url",
+    metavar="URL",
+    help="PostgreSQL connection URL. Unset: an embedded PostgreSQL in a per-user data "
+    "directory, started on demand.",
+)
+api_option = option(
+    "--api-base-url",
+    default=DEFAULT_API_BASE_URL,
+    show_default=True,
+    metavar="URL",
+    type=ParsedParam("URL", parse_base_url),
+    help="Base of the resources' @id and @context.",
+)
+
+
+def location_option(name: str, default: str, kind: LocationKind, what: str) -> Any:
+    return option(
+        name,
+        default=default,
+        show_default=True,
+        metavar="BUCKET[/PREFIX/]",
+        type=ParsedParam("BUCKET[/PREFIX/]", lambda text: parse_location(text, kind)),
+        help=f"Where the {what} are.",
+    )
+
+
+s3_options = together(
+    location_option("--storage-bucket", DEFAULT_STORAGE_BUCKET, LocationKind.ARTEFACT, "artefacts"),
+    location_option("--thumbs-bucket", DEFAULT_THUMBS_BUCKET, LocationKind.THUMBNAIL, "thumbnails"),
+    option(
+        "--workers",
+        default=DEFAULT_WORKERS,
+        show_default=True,
+        type=click.IntRange(1, 256),
+        help="Prefixes listed at once.",
+    ),
+)
+shard_options = together(
+    option("--shard", type=SHARD, metavar="I/N", help="Only customers whose id modulo N is I."),
+    option(
+        "--shards",
+        type=click.IntRange(1),
+        metavar="N",
+        help="Only customers whose id modulo N is JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs).",
+    ),
+)
+
+
+quota_option = option(
+    "--quota-margin",
+    default=str(DEFAULT_QUOTA_MARGIN),
+    show_default=True,
+    metavar="PERCENT",
+    type=ParsedParam("PERCENT", parse_margin),
+    help="Customers using at least this percentage of a limit of their storage policy are "
+    "reported.",
+)
+json_option = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    envvar="STORAGE_CALC_JSON",
+    show_envvar=True,
+    help="Print JSON for scripts, with exact bytes.",
+)
+customer_filter = option("--customer", type=CUSTOMER, help="Only this customer.")
+
+
+def settings_from(params: dict[str, Any]) -> Settings:
+    locations = tuple(params[k] for k in ("storage_bucket", "thumbs_bucket") if k in params)
+    return Settings(
+        database_url=params.get("database_url"),
+        **({"locations": locations} if locations else {}),
+        api_base_url=params.get("api_base_url", DEFAULT_API_BASE_URL),
+        workers=params.get("workers", DEFAULT_WORKERS),
+        quota_margin=params.get("quota_margin", DEFAULT_QUOTA_MARGIN),
+    )
+
+
+def database_url(settings: Settings) -> str:
+    return settings.database_url or embedded.start()
+
+
+@contextlib.contextmanager
+def connected(params: dict[str, Any]) -> Iterator[db.Connection]:
+    """A connection to the configured database; library errors in the block become one line."""
+    with reported(), db.connect(database_url(settings_from(params))) as conn:
+        yield conn

@@ -1,0 +1,261 @@
+"""The commands that only read: show, runs, report and serve."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import click
+
+from storage_calc import db, jsonld, reports, resources, tables
+from storage_calc.cli.options import (
+    ASSET,
+    CUSTOMER,
+    EXIT_USAGE,
+    Failure,
+    ParsedParam,
+    api_option,
+    connected,
+    customer_filter,
+    database_option,
+    database_url,
+    json_option,
+    option,
+    quota_option,
+    reported,
+    settings_from,
+)
+from storage_calc.config import (
+    parse_age,
+)
+from storage_calc.keys import INT4_MAX
+from storage_calc.model import AssetKey
+
+
+@click.group("show")
+def show() -> None:
+    """Print a storage resource as the platform's API documents it."""
+
+
+def print_resource(resource: dict[str, Any] | None, what: str) -> None:
+    if resource is None:
+        raise Failure(f"{what} not found")
+    click.echo(jsonld.render(resource))
+
+
+@show.command("customer")
+@click.argument("customer", type=CUSTOMER)
+@option("--space", type=click.IntRange(0, INT4_MAX), default=0, help="A space; 0 is the customer.")
+@database_option
+@api_option
+def show_customer(customer: int, space: int, **params: Any) -> None:
+    """Print the CustomerStorage of a customer (or of one of its spaces).
+
+    \b
+    Example:
+        storage-calc show customer 2 --space 5
+    """
+    settings = settings_from(params)
+    with reported(), db.connect(database_url(settings)) as conn:
+        resource = resources.customer_storage(conn, customer, space, settings.api_base_url)
+    what = f"customer {customer}" + (f" space {space}" if space else "")
+    print_resource(resource, f"storage figures of {what}")
+
+
+@show.command("asset")
+@click.argument("asset", type=ASSET, metavar="C/S/ID")
+@database_option
+@api_option
+def show_asset(asset: AssetKey, **params: Any) -> None:
+    """Print the ImageStorage of an asset.
+
+    \b
+    Example:
+        storage-calc show asset 2/5/my-asset
+    """
+    settings = settings_from(params)
+    with reported(), db.connect(database_url(settings)) as conn:
+        resource = resources.image_storage(
+            conn, asset.customer, asset.space, asset.asset, settings.api_base_url
+        )
+    print_resource(resource, f"storage figures of asset {asset.id}")
+
+
+@show.command("policy")
+@click.argument("policy")
+@database_option
+@api_option
+def show_policy(policy: str, **params: Any) -> None:
+    """Print a StoragePolicy.
+
+    \b
+    Example:
+        storage-calc show policy default
+    """
+    settings = settings_from(params)
+    with reported(), db.connect(database_url(settings)) as conn:
+        resource = resources.storage_policy(conn, policy, settings.api_base_url)
+    print_resource(resource, f"storage policy {policy!r}")
+
+
+def print_rows(rows: list[Any], as_json: bool, empty: str) -> None:
+    """Rows as a table (or `empty` when there are none), or as one JSON array."""
+    if as_json:
+        click.echo(json.dumps([reports.as_json(row) for row in rows]))
+    elif rows:
+        click.echo(tables.render(tables.COLUMNS[type(rows[0])], rows))
+    else:
+        click.echo(empty)
+
+
+@click.command("runs")
+@option("--limit", default=20, show_default=True, type=click.IntRange(1), help="How many runs.")
+@json_option
+@database_option
+def runs_command(limit: int, as_json: bool, **params: Any) -> None:
+    """List the latest runs, newest first: scope, outcome, customers, objects, bytes, orphans.
+
+    \b
+    Examples:
+        storage-calc runs
+        storage-calc runs --limit 1 --json | jq '.[0].outcome'
+    """
+    with connected(params) as conn:
+        rows = reports.recent_runs(conn, limit)
+    print_rows(rows, as_json, "no runs recorded yet")
+
+
+@click.group("report")
+def report_group() -> None:
+    """Report what the figures and the run history say. Sizes are shown in binary units
+    (KiB, MiB, GiB); --json gives exact bytes."""
+
+
+@report_group.command("usage")
+@customer_filter
+@option("--limit", default=10, show_default=True, type=click.IntRange(1), help="Rows per table.")
+@json_option
+@database_option
+def report_usage(customer: int | None, limit: int, as_json: bool, **params: Any) -> None:
+    """Show the customers and the spaces storing the most, with the customers' policy limits.
+
+    \b
+    Examples:
+        storage-calc report usage
+        storage-calc report usage --customer 2 --json
+    """
+    with connected(params) as conn:
+        customers = reports.customer_usage(conn, customer, limit)
+        spaces = reports.space_usage(conn, customer, limit)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "customers": [reports.as_json(row) for row in customers],
+                    "spaces": [reports.as_json(row) for row in spaces],
+                }
+            )
+        )
+        return
+    print_rows(customers, False, "no customer has figures yet")
+    click.echo()
+    print_rows(spaces, False, "no space has figures yet")
+
+
+@report_group.command("drift")
+@option(
+    "--since",
+    default="1d",
+    show_default=True,
+    metavar="AGE",
+    type=ParsedParam("AGE", parse_age),
+    help="Runs started within this age: a number and h, d or w.",
+)
+@customer_filter
+@json_option
+@database_option
+def report_drift(since: timedelta, customer: int | None, as_json: bool, **params: Any) -> None:
+    """Show how the runs of a period changed the stored figures: per customer (and, with
+    --customer, per space) the figures before the first change and after the last, and the
+    bytes the runs corrected (the sum of each run's absolute change).
+
+    \b
+    Examples:
+        storage-calc report drift
+        storage-calc report drift --since 7d --customer 2
+    """
+    with connected(params) as conn:
+        rows = reports.drift_since(conn, db.server_now(conn) - since, customer)
+    print_rows(rows, as_json, "no figures changed in that period")
+
+
+@report_group.command("orphans")
+@customer_filter
+@json_option
+@database_option
+def report_orphans(customer: int | None, as_json: bool, **params: Any) -> None:
+    """Show the objects of unregistered assets found by each customer's latest complete
+    computation: per customer, or per space with example keys for one customer.
+
+    \b
+    Examples:
+        storage-calc report orphans
+        storage-calc report orphans --customer 2
+    """
+    with connected(params) as conn:
+        rows: list[Any] = (
+            reports.customer_orphans(conn)
+            if customer is None
+            else reports.space_orphans(conn, customer)
+        )
+    print_rows(rows, as_json, "no orphans found")
+
+
+@report_group.command("quota")
+@quota_option
+@json_option
+@database_option
+def report_quota(quota_margin: Decimal, as_json: bool, **params: Any) -> None:
+    """List the customers at or beyond --quota-margin of a limit of their storage policy
+    (number of images or bytes stored): `over` past the limit, `near` otherwise.
+
+    \b
+    Examples:
+        storage-calc report quota
+        storage-calc report quota --quota-margin 75 --json
+    """
+    with connected(params) as conn:
+        rows = reports.quota_use(conn, quota_margin)
+    print_rows(rows, as_json, f"no customer uses {quota_margin}% or more of a policy limit")
+
+
+@click.command("serve")
+@option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@database_option
+@api_option
+def serve_command(host: str, port: int, **params: Any) -> None:
+    """Serve the storage resources over HTTP, read-only, from the same database.
+
+    GET /customers/C/storage, /customers/C/spaces/S/storage,
+    /customers/C/spaces/S/images/ID/storage and /storagePolicies/ID return exactly what
+    `show` prints; /healthz checks the database. It never writes. Needs the 'api' extra.
+
+    \b
+    Example:
+        storage-calc serve --port 8080 --api-base-url https://api.example.org
+    """
+    try:
+        import uvicorn
+
+        from storage_calc.api import create_app
+    except ImportError as exc:
+        raise Failure(
+            "serve needs the 'api' extra: pip install 'storage-calc[api]'", EXIT_USAGE
+        ) from exc
+    settings = settings_from(params)
+    with reported():
+        app = create_app(database_url(settings), settings.api_base_url)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
