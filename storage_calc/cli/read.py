@@ -27,9 +27,7 @@ from storage_calc.cli.options import (
     reported,
     settings_from,
 )
-from storage_calc.config import (
-    parse_age,
-)
+from storage_calc.config import parse_age
 from storage_calc.keys import INT4_MAX
 from storage_calc.model import AssetKey
 
