@@ -14,7 +14,7 @@ import structlog
 
 from storage_calc import db, reports
 from storage_calc.config import Settings
-from storage_calc.errors import Interrupted, NotFound, StorageCalcError
+from storage_calc.errors import DatabaseError, Interrupted, NotFound, StorageCalcError
 from storage_calc.keys import customer_prefix, parse_int, space_prefix
 from storage_calc.listing import Page, S3Client, list_pages
 from storage_calc.model import (
@@ -59,21 +59,43 @@ class Job:
 
 
 class Database:
-    """The run's connection, opened again if a failure broke it; a new one holds the run again,
-    so that the run does not look abandoned."""
+    """The run's connection, opened again if a failure broke it.
+
+    The advisory locks of a session die with it, so a new connection takes the run's lock and
+    the locks of the customers in progress again. A customer whose lock another run took in
+    between is `lost`: this run must not write it.
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
         self._conn = db.connect(url)
         self.run_id: int | None = None
+        self.locked: set[int] = set()
+        self.lost: set[int] = set()
 
     @property
     def conn(self) -> db.Connection:
         if self._conn.closed or self._conn.broken:
+            self._conn.close()
             self._conn = db.connect(self.url)
             if self.run_id is not None:
                 db.lock_run(self._conn, self.run_id)
+            for customer in sorted(self.locked):
+                if not db.try_lock_customer(self._conn, customer):
+                    self.locked.discard(customer)
+                    self.lost.add(customer)
         return self._conn
+
+    def lock_customer(self, customer: int) -> bool:
+        if not db.try_lock_customer(self.conn, customer):
+            return False
+        self.locked.add(customer)
+        return True
+
+    def unlock_customer(self, customer: int) -> None:
+        if customer in self.locked:
+            self.locked.discard(customer)
+            db.unlock_customer(self.conn, customer)
 
     def close(self) -> None:
         self._conn.close()
@@ -243,12 +265,12 @@ def start_customer(job: Job, database: Database, customer: int, scope: Scope) ->
     `CheckingInProgress` (committed, so readers see it) and starts listing it."""
     space = scope.asset.space if scope.asset else scope.space
     pending = Pending(customer, space, scope.asset.id if scope.asset else None)
-    conn = database.conn
-    if not db.try_lock_customer(conn, customer):
+    if not database.lock_customer(customer):
         log.warning("customer_locked", customer=customer, reason="another run is computing it")
         pending.result = CustomerResult(customer, Outcome.LOCKED, error="locked by another run")
         return pending
     try:
+        conn = database.conn
         pending.checked = db.server_now(conn)
         pending.registry = db.read_registry(conn, customer, space, pending.asset_id)
         if pending.asset_id is not None and pending.asset_id not in pending.registry:
@@ -270,8 +292,13 @@ def finish_customer(job: Job, database: Database, pending: Pending) -> CustomerR
         assert pending.listing is not None and pending.checked is not None
         try:
             tally = pending.listing.result()
+            conn = database.conn
+            if pending.customer in database.lost:
+                raise DatabaseError(
+                    "the database connection broke and another run took the customer meanwhile"
+                )
             changes = db.write_customer(
-                database.conn, pending.customer, pending.space, pending.asset_id,
+                conn, pending.customer, pending.space, pending.asset_id,
                 tally.asset_rows(), pending.checked, job.dry_run,
             )  # fmt: skip
             pending.result = CustomerResult(
@@ -304,17 +331,20 @@ def give_up(database: Database, pending: Pending, exc: StorageCalcError) -> Cust
 
 
 def clear_flags(database: Database, customer: int, space: int | None, asset: str | None) -> None:
-    """Clears `CheckingInProgress` after a failure, on a new connection if the old one broke."""
+    """Clears `CheckingInProgress` after a failure, on a new connection if the old one broke;
+    the flags of a customer another run took meanwhile are that run's to clear."""
     try:
-        db.set_in_progress(database.conn, False, customer, space, asset)
+        conn = database.conn
+        if customer not in database.lost:
+            db.set_in_progress(conn, False, customer, space, asset)
     except StorageCalcError as exc:
         log.error("flags_not_cleared", customer=customer, error=str(exc))
 
 
 def release(database: Database, customer: int) -> None:
-    """Releases the customer's lock; a broken connection has released it already."""
+    """Releases the customer's lock, if this run still holds it."""
     try:
-        db.unlock_customer(database.conn, customer)
+        database.unlock_customer(customer)
     except StorageCalcError as exc:
         log.warning("unlock_failed", customer=customer, error=str(exc))
 

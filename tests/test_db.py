@@ -206,3 +206,44 @@ def test_a_run_whose_connection_was_broken_holds_its_run_again(
         other_id = db.start_run(other, datetime.now(UTC), "all", None)
         assert outcomes(conn) == [(database.run_id, "running"), (other_id, "running")]
     database.close()
+
+
+def customer_lock_holder(conn: psycopg.Connection[Any], customer: int) -> int | None:
+    row = conn.execute(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        " AND classid = %s::int::oid AND objid = %s::int::oid AND objsubid = 2",
+        (db.LOCK_NAMESPACE, customer),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def broken(database: calculator.Database, conn: psycopg.Connection[Any]) -> None:
+    conn.execute("SELECT pg_terminate_backend(%s)", (database.conn.info.backend_pid,))
+    with pytest.raises(psycopg.OperationalError):
+        database.conn.execute("SELECT 1")
+
+
+def test_a_broken_connection_takes_the_customers_in_progress_again(
+    database_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    database = calculator.Database(database_url)
+    assert database.lock_customer(2)
+    broken(database, conn)
+    reconnected = database.conn
+    assert customer_lock_holder(conn, 2) == reconnected.info.backend_pid
+    assert database.lost == set()
+    database.close()
+
+
+def test_a_customer_another_run_took_while_the_connection_was_broken_is_lost(
+    database_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    database = calculator.Database(database_url)
+    assert database.lock_customer(2)
+    broken(database, conn)
+    with db.connect(database_url) as other_run:
+        assert db.try_lock_customer(other_run, 2)
+        database.conn.execute("SELECT 1")
+        assert database.lost == {2}
+        assert customer_lock_holder(conn, 2) == other_run.info.backend_pid
+    database.close()
