@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -193,19 +193,30 @@ def test_a_running_run_is_not_taken_for_abandoned(
     assert outcomes(conn) == [(one, "abandoned"), (two, "abandoned"), (three, "running")]
 
 
-def test_a_run_whose_connection_was_broken_holds_its_run_again(
-    database_url: str, conn: psycopg.Connection[Any]
-) -> None:
+@pytest.fixture
+def database(database_url: str) -> Iterator[calculator.Database]:
+    """A run's connection, as the calculator holds it."""
     database = calculator.Database(database_url)
-    database.run_id = db.start_run(database.conn, datetime.now(UTC), "all", None)
+    yield database
+    database.close()
+
+
+def broken(database: calculator.Database, conn: psycopg.Connection[Any]) -> None:
+    """Terminates the run's backend and lets the run notice, as a failed statement does."""
     conn.execute("SELECT pg_terminate_backend(%s)", (database.conn.info.backend_pid,))
     with pytest.raises(psycopg.OperationalError):
         database.conn.execute("SELECT 1")
+
+
+def test_a_run_whose_connection_was_broken_holds_its_run_again(
+    database: calculator.Database, database_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    database.run_id = db.start_run(database.conn, datetime.now(UTC), "all", None)
+    broken(database, conn)
     database.conn.execute("SELECT 1")
     with db.connect(database_url) as other:
         other_id = db.start_run(other, datetime.now(UTC), "all", None)
         assert outcomes(conn) == [(database.run_id, "running"), (other_id, "running")]
-    database.close()
 
 
 def customer_lock_holder(conn: psycopg.Connection[Any], customer: int) -> int | None:
@@ -217,28 +228,19 @@ def customer_lock_holder(conn: psycopg.Connection[Any], customer: int) -> int | 
     return row[0] if row else None
 
 
-def broken(database: calculator.Database, conn: psycopg.Connection[Any]) -> None:
-    conn.execute("SELECT pg_terminate_backend(%s)", (database.conn.info.backend_pid,))
-    with pytest.raises(psycopg.OperationalError):
-        database.conn.execute("SELECT 1")
-
-
 def test_a_broken_connection_takes_the_customers_in_progress_again(
-    database_url: str, conn: psycopg.Connection[Any]
+    database: calculator.Database, conn: psycopg.Connection[Any]
 ) -> None:
-    database = calculator.Database(database_url)
     assert database.lock_customer(2)
     broken(database, conn)
     reconnected = database.conn
     assert customer_lock_holder(conn, 2) == reconnected.info.backend_pid
     assert database.lost == set()
-    database.close()
 
 
 def test_a_customer_another_run_took_while_the_connection_was_broken_is_lost(
-    database_url: str, conn: psycopg.Connection[Any]
+    database: calculator.Database, database_url: str, conn: psycopg.Connection[Any]
 ) -> None:
-    database = calculator.Database(database_url)
     assert database.lock_customer(2)
     broken(database, conn)
     with db.connect(database_url) as other_run:
@@ -246,4 +248,3 @@ def test_a_customer_another_run_took_while_the_connection_was_broken_is_lost(
         database.conn.execute("SELECT 1")
         assert database.lost == {2}
         assert customer_lock_holder(conn, 2) == other_run.info.backend_pid
-    database.close()
