@@ -177,7 +177,7 @@ def write_customer(
         translated(f"writing the figures of customer {customer} failed"),
         conn.transaction(force_rollback=dry_run),
     ):
-        execute(conn, "no_nested_loops")
+        execute(conn, "write_settings")
         before = _customer_rows(conn, customer)
         execute(conn, "create_figures")
         staged = stage_figures(conn, asset_rows)

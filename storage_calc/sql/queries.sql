@@ -53,12 +53,17 @@ CREATE TEMP TABLE storage_calc_figures (
 -- and parse on the server.
 COPY storage_calc_figures ("Id", "Space", "Size", "ThumbnailSize") FROM STDIN (FORMAT BINARY);
 
--- name: no_nested_loops
--- The write statements join a customer's rows, up to millions, with tables that the same
--- transaction (or a recent one) has just filled, before their statistics catch up. With stale
--- statistics the planner can choose a nested loop that rereads one side for every row of the
--- other; hash and merge joins stay linear whatever the estimates.
-SET LOCAL enable_nestloop = off;
+-- name: write_settings
+-- Planner settings for the rest of the write's transaction, whose statements join a customer's
+-- rows, up to millions, with tables that the same transaction (or a recent one) has just filled.
+-- enable_nestloop off: before the statistics catch up, the planner can choose a nested loop
+-- that rereads one side for every row of the other; hash and merge joins stay linear whatever
+-- the estimates.
+-- work_mem 64MB: a hash join over a million rows stays in memory, in one batch (a hash table may
+-- take work_mem times hash_mem_multiplier). Split into batches, the UPDATE meets the rows in the
+-- order of the batches, not of the table, and once the table outgrows shared_buffers each page
+-- is read and written back once per batch: 6.0 s instead of 3.5 s for a million rows.
+SELECT set_config('enable_nestloop', 'off', true), set_config('work_mem', '64MB', true);
 
 -- name: analyze_figures
 -- Gives the planner the staging table's real size: temporary tables are never analyzed by
@@ -126,11 +131,16 @@ WHERE s."Customer" = %(customer)s
   );
 
 -- name: upsert_space_rows
--- Recomputes the space rows of a scope from ImageStorage; a space left empty is zeroed.
-WITH spaces AS (
-    SELECT "Space" FROM "ImageStorage"
+-- Recomputes the space rows of a scope from ImageStorage; a space left empty is zeroed. The
+-- figures are summed in one pass over the scope's rows, before the join with the spaces.
+WITH figures AS (
+    SELECT "Space", count(*) AS images, sum("Size") AS size, sum("ThumbnailSize") AS thumbnails
+    FROM "ImageStorage"
     WHERE "Customer" = %(customer)s AND "Space" > 0
       AND (%(space)s::int IS NULL OR "Space" = %(space)s)
+    GROUP BY "Space"
+), spaces AS (
+    SELECT "Space" FROM figures
     UNION
     SELECT "Space" FROM "CustomerStorage"
     WHERE "Customer" = %(customer)s AND "Space" > 0
@@ -138,11 +148,10 @@ WITH spaces AS (
 )
 INSERT INTO "CustomerStorage" ("Customer", "Space", "StoragePolicy", "NumberOfStoredImages",
                                "TotalSizeOfStoredImages", "TotalSizeOfThumbnails", "LastCalculated")
-SELECT %(customer)s, sp."Space", 'default', count(i."Id"), coalesce(sum(i."Size"), 0),
-       coalesce(sum(i."ThumbnailSize"), 0), now()
+SELECT %(customer)s, sp."Space", 'default', coalesce(f.images, 0), coalesce(f.size, 0),
+       coalesce(f.thumbnails, 0), now()
 FROM spaces sp
-LEFT JOIN "ImageStorage" i ON i."Customer" = %(customer)s AND i."Space" = sp."Space"
-GROUP BY sp."Space"
+LEFT JOIN figures f ON f."Space" = sp."Space"
 ON CONFLICT ("Customer", "Space") DO UPDATE SET
     "StoragePolicy" = coalesce("CustomerStorage"."StoragePolicy", excluded."StoragePolicy"),
     "NumberOfStoredImages" = excluded."NumberOfStoredImages",
