@@ -62,6 +62,7 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(10)
+            embedded.stop(Path(tmp) / "pg")
 
 
 def wait_for(port: int) -> http.client.HTTPConnection:

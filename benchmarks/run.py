@@ -198,14 +198,19 @@ def main() -> None:
     s5cmd = s5cmd_binary()
 
     with tempfile.TemporaryDirectory(prefix="storage-calc-bench-") as tmp:
-        weed = start_seaweedfs(Path(tmp) / "seaweedfs")
+        database_url = embedded.start(Path(tmp) / "pg")
         try:
-            run_benchmark(args, Path(tmp), weed.url, s5cmd)
+            weed = start_seaweedfs(Path(tmp) / "seaweedfs")
+            try:
+                run_benchmark(args, weed.url, database_url, s5cmd)
+            finally:
+                weed.stop()
         finally:
-            weed.stop()
+            # before the directory goes: a server still writing its WAL makes the removal fail
+            embedded.stop(Path(tmp) / "pg")
 
 
-def run_benchmark(args: argparse.Namespace, tmp: Path, endpoint: str, s5cmd: str) -> None:
+def run_benchmark(args: argparse.Namespace, endpoint: str, database_url: str, s5cmd: str) -> None:
     env = {
         **os.environ,
         "AWS_ACCESS_KEY_ID": "bench",
@@ -214,7 +219,6 @@ def run_benchmark(args: argparse.Namespace, tmp: Path, endpoint: str, s5cmd: str
         "AWS_ENDPOINT_URL_S3": endpoint,
     }
     os.environ.update(env)
-    database_url = embedded.start(tmp / "pg")
     env["STORAGE_CALC_DATABASE_URL"] = database_url
     client = boto3.client("s3", config=Config(max_pool_connections=16))
     for bucket in (STORAGE, THUMBS, SMALL_STORAGE, SMALL_THUMBS):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from types import ModuleType
 
 from storage_calc.errors import DatabaseError
 
@@ -21,15 +22,25 @@ def start(data_dir: Path | None = None) -> str:
 
     The server listens on a Unix socket only and stops when the last process using it exits.
     """
+    path = data_dir or default_data_dir()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return str(_pgserver().get_server(path, cleanup_mode="stop").get_uri())
+    except Exception as exc:  # pgserver raises whatever its subprocesses and checks raise
+        raise DatabaseError(f"cannot start the embedded PostgreSQL in {path}: {exc}") from exc
+
+
+def stop(data_dir: Path) -> None:
+    """Stops the server that `start(data_dir)` started, now rather than when this process exits,
+    unless another process still uses it: a caller that removes the directory must stop the
+    server first, or the server's own writes race the removal."""
+    _pgserver().get_server(data_dir, cleanup_mode="stop").cleanup()
+
+
+def _pgserver() -> ModuleType:
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); pgserver only
         # needs a directory for its lock file and falls back to /tmp by itself.
         warnings.simplefilter("ignore")
         import pgserver  # here, not at the top: only runs without a database URL need it
-
-    path = data_dir or default_data_dir()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return str(pgserver.get_server(path, cleanup_mode="stop").get_uri())
-    except Exception as exc:  # pgserver raises whatever its subprocesses and checks raise
-        raise DatabaseError(f"cannot start the embedded PostgreSQL in {path}: {exc}") from exc
+    return pgserver
