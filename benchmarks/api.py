@@ -20,7 +20,6 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.run import register
 from storage_calc import db, embedded
 from storage_calc.demo import free_port
 
@@ -34,9 +33,10 @@ def main() -> None:
         ids = [f"2/{n % 10 + 1}/asset-{n}" for n in range(1000)]
         with db.connect(url) as conn:
             db.migrate(conn)
-            register(conn, ids)
-            rows = [(i, int(i.split("/")[1]), 1000, 10) for i in ids]
-            db.write_customer(conn, 2, None, None, rows, datetime.now(UTC), dry_run=False)
+            db.register_assets(conn, ids)
+            rows = [(i, int(i.split("/")[1]), 1000, 10, 0) for i in ids]
+            layout = db.detect_layout(conn)
+            db.write_customer(conn, layout, 2, None, None, rows, datetime.now(UTC), dry_run=False)
         port = free_port()
         env = {**os.environ, "STORAGE_CALC_DATABASE_URL": url}
         server = subprocess.Popen(

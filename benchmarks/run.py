@@ -100,16 +100,6 @@ def load(client: object, buckets: tuple[str, str], data: Dataset) -> float:
     return time.perf_counter() - began
 
 
-def register(conn: db.Connection, asset_ids: list[str]) -> None:
-    with (
-        conn.transaction(),
-        conn.cursor().copy('COPY "Images" ("Id", "Customer", "Space") FROM STDIN') as copy,
-    ):
-        for asset_id in asset_ids:
-            customer, space, _ = asset_id.split("/", 2)
-            copy.write_row((asset_id, int(customer), int(space)))
-
-
 def check_figures(conn: db.Connection, data: Dataset) -> list[str]:
     rows = conn.execute(
         'SELECT "Customer", "NumberOfStoredImages", "TotalSizeOfStoredImages",'
@@ -139,7 +129,7 @@ def time_writes(conn: db.Connection, count: int, repeat: int) -> WriteTimes:
     for repetition in range(repeat):
         customer = 99_999 - repetition
         ids = [f"{customer}/1/row-{n:08d}" for n in range(count)]
-        register(conn, ids)
+        db.register_assets(conn, ids)
         conn.execute('VACUUM ANALYZE "Images"')
         firsts.append(time_write(conn, customer, ids, size=10))
         conn.execute('VACUUM ANALYZE "ImageStorage"')
@@ -158,9 +148,10 @@ def time_writes(conn: db.Connection, count: int, repeat: int) -> WriteTimes:
 
 
 def time_write(conn: db.Connection, customer: int, ids: list[str], size: int) -> float:
+    layout = db.detect_layout(conn)
     began = time.perf_counter()
-    rows = ((asset_id, 1, size, 1) for asset_id in ids)
-    db.write_customer(conn, customer, None, None, rows, datetime.now(UTC), False)
+    rows = ((asset_id, 1, size, 1, 0) for asset_id in ids)
+    db.write_customer(conn, layout, customer, None, None, rows, datetime.now(UTC), False)
     return time.perf_counter() - began
 
 
@@ -234,7 +225,7 @@ def run_benchmark(args: argparse.Namespace, endpoint: str, database_url: str, s5
     load(client, (SMALL_STORAGE, SMALL_THUMBS), small)
     conn = db.connect(database_url)
     db.migrate(conn)
-    register(conn, data.assets + list(small_ids.values()))
+    db.register_assets(conn, data.assets + list(small_ids.values()))
 
     python = sys.executable
     floor = [[python, "-m", "benchmarks.floor", endpoint, STORAGE, THUMBS]]

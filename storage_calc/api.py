@@ -103,14 +103,15 @@ def create_app(database_url: str, base_url: str) -> Starlette:
         ids = [parse_int(p) for p in parts[1:-1:2]]
         if None in ids:
             return error(400, "customer and space must be non-negative integers")
+        space: int | None
         if len(parts) == 3:  # customers/{c}/storage
             (customer,) = ids
-            space = 0
+            space = None
         elif len(parts) == 5:  # customers/{c}/spaces/{s}/storage
             customer, space = ids
         else:
             return error(404, "not found")
-        what = f"storage of customer {customer}" + (f" space {space}" if space else "")
+        what = f"storage of customer {customer}" + ("" if space is None else f" space {space}")
         return with_conn(
             lambda conn: resource_response(
                 request, resources.customer_storage(conn, customer, space, base_url), what

@@ -14,11 +14,18 @@ import structlog
 
 from storage_calc import db, reports
 from storage_calc.config import Settings
-from storage_calc.errors import DatabaseError, Interrupted, NotFound, StorageCalcError
+from storage_calc.errors import (
+    ConfigError,
+    DatabaseError,
+    Interrupted,
+    NotFound,
+    StorageCalcError,
+)
 from storage_calc.keys import customer_prefix, parse_int, space_prefix
 from storage_calc.listing import Page, S3Client, list_pages
 from storage_calc.model import (
     CustomerResult,
+    Layout,
     Location,
     Outcome,
     RunReport,
@@ -40,6 +47,7 @@ class Job:
     """What every customer of a run shares."""
 
     settings: Settings
+    layout: Layout
     s3: S3Client
     pool: ThreadPoolExecutor
     customers: ThreadPoolExecutor
@@ -56,6 +64,14 @@ class Job:
                 raise Interrupted("interrupted before its figures were written")
             self.progress.listed(len(page.objects))
             yield page
+
+    def tally(self, registry: dict[str, int]) -> Tally:
+        """An empty tally of the run's layout over `registry`."""
+        return Tally(
+            registry,
+            stub_space=self.layout.customer_row_at_null,
+            split_adjuncts=self.layout.asset_adjuncts,
+        )
 
 
 class Database:
@@ -113,17 +129,22 @@ def run(
 ) -> RunReport:
     """Computes every customer of `scope` (and `shard`) and returns what happened.
 
-    A failure of one customer is recorded in its result and the run goes on with the next;
-    a failure before any customer is computed (database or bucket unreachable) is the report's
-    `error`. A dry run writes nothing, not even the run's history. Setting `stop` ends the run
-    between two listed pages: the customer in progress keeps its previous figures. After a run
-    that wrote figures, customers within `settings.quota_margin` of a policy limit are logged as
-    warnings. `progress` is kept up to date as customers and pages come in.
+    The layout of the platform's tables is read from the catalog first: a layout the job
+    cannot write, or a scope in space 0 where space 0 is the customer-level row, raises a
+    ConfigError before anything is written. A failure of one customer is recorded in its result
+    and the run goes on with the next; a failure before any customer is computed (database or
+    bucket unreachable) is the report's `error`. A dry run writes nothing, not even the run's
+    history. Setting `stop` ends the run between two listed pages: the customer in progress
+    keeps its previous figures. After a run that wrote figures, customers within
+    `settings.quota_margin` of a policy limit are logged as warnings. `progress` is kept up to
+    date as customers and pages come in.
     """
     stop = stop or threading.Event()
     progress = progress or RunProgress()
     database = Database(database_url)
     try:
+        layout = db.detect_layout(database.conn)
+        check_scope(scope, layout)
         started = db.server_now(database.conn)
         shard_text = str(shard) if shard else None
         run_id = None if dry_run else db.start_run(database.conn, started, str(scope), shard_text)
@@ -132,9 +153,9 @@ def run(
             ThreadPoolExecutor(settings.workers, thread_name_prefix="list") as pool,
             ThreadPoolExecutor(CUSTOMERS_IN_FLIGHT, thread_name_prefix="customer") as customers,
         ):
-            job = Job(settings, s3, pool, customers, dry_run, stop, progress)
+            job = Job(settings, layout, s3, pool, customers, dry_run, stop, progress)
             results: list[CustomerResult] = []
-            outside = Tally({})
+            outside = job.tally({})
             error = None
             try:
                 for result in compute_customers(
@@ -148,7 +169,7 @@ def run(
                 error = str(exc)
         report = RunReport(
             scope, shard, dry_run, started, db.server_now(database.conn), tuple(results),
-            outside.objects, outside.bytes, error, stop.is_set(),
+            outside.objects, outside.bytes, error, stop.is_set(), layout,
         )  # fmt: skip
         if run_id is not None:
             db.finish_run(database.conn, run_id, report)
@@ -159,10 +180,21 @@ def run(
     return report
 
 
+def check_scope(scope: Scope, layout: Layout) -> None:
+    """Space 0 holds assets only where the layout has a stub space."""
+    space = scope.asset.space if scope.asset else scope.space
+    if space == 0 and not layout.customer_row_at_null:
+        raise ConfigError(
+            f"space 0 is the customer-level row in this database's layout ({layout.name}), "
+            "not a space that holds assets"
+        )
+
+
 def log_summary(report: RunReport) -> None:
     log.info(
         "run_finished",
         scope=str(report.scope),
+        layout=report.layout.name if report.layout else None,
         shard=str(report.shard) if report.shard else None,
         dry_run=report.dry_run,
         **report.counts(),
@@ -272,7 +304,7 @@ def start_customer(job: Job, database: Database, customer: int, scope: Scope) ->
     try:
         conn = database.conn
         pending.checked = db.server_now(conn)
-        pending.registry = db.read_registry(conn, customer, space, pending.asset_id)
+        pending.registry = db.read_registry(conn, job.layout, customer, space, pending.asset_id)
         if pending.asset_id is not None and pending.asset_id not in pending.registry:
             raise NotFound(f'asset {pending.asset_id} is not registered in "Images"')
         if not job.dry_run:
@@ -298,7 +330,7 @@ def finish_customer(job: Job, database: Database, pending: Pending) -> CustomerR
                     "the database connection broke and another run took the customer meanwhile"
                 )
             changes = db.write_customer(
-                conn, pending.customer, pending.space, pending.asset_id,
+                conn, job.layout, pending.customer, pending.space, pending.asset_id,
                 tally.asset_rows(), pending.checked, job.dry_run,
             )  # fmt: skip
             pending.result = CustomerResult(
@@ -351,7 +383,7 @@ def release(database: Database, customer: int) -> None:
 
 def list_customer(job: Job, customer: int, scope: Scope, registry: dict[str, int]) -> Tally:
     """Lists a customer's scope in every location, one paginated walk per space, in parallel."""
-    tally = Tally(registry)
+    tally = job.tally(registry)
     if scope.asset is not None:
         for location in job.settings.locations:
             tally.merge(tally_asset(job, location, scope.asset.id, registry))
@@ -390,7 +422,7 @@ def prefixes_to_list(
 
 def tally_prefix(job: Job, location: Location, prefix: str, registry: dict[str, int]) -> Tally:
     """Attributes every object under `prefix` as its pages stream in."""
-    tally = Tally(registry)
+    tally = job.tally(registry)
     for page in job.pages(location.bucket, prefix):
         tally.add(location.kind, location.bucket, location.prefix, page.objects)
     return tally
@@ -402,7 +434,7 @@ def tally_asset(job: Job, location: Location, asset_id: str, registry: dict[str,
     The exact key sorts first among keys that start with it, so one key of a listing at the
     id is enough, and the cost does not depend on how many siblings share the id's prefix.
     """
-    tally = Tally(registry)
+    tally = job.tally(registry)
     exact = location.prefix + asset_id
     first = next(job.pages(location.bucket, exact, max_keys=1))
     exact_objects = [(key, size) for key, size in first.objects if key == exact]

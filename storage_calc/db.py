@@ -5,20 +5,24 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from importlib import resources
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import class_row
 
-from storage_calc.errors import DatabaseError
+from storage_calc.errors import ConfigError, DatabaseError
+from storage_calc.layouts import UniqueKey, read_layout
 from storage_calc.model import (
     CustomerResult,
     CustomerStorageRow,
     Figures,
     ImageStorageRow,
+    Layout,
     Outcome,
     RunReport,
     Scope,
@@ -31,8 +35,14 @@ T = TypeVar("T")
 
 # The first key of every advisory lock the job takes: the platform's own locks, if any, use
 # other namespaces, so a customer or run id can never collide with them.
-LOCK_NAMESPACE = 0x7374636C  # "stcl": customers, and the schema's migration
+LOCK_NAMESPACE = 0x7374636C  # "stcl": customers
 RUN_LOCK_NAMESPACE = 0x7374726E  # "strn": runs in progress
+MIGRATION_LOCK_NAMESPACE = 0x73746D67  # "stmg": the schema's migration
+
+# The platform's tables the job reads and writes; `db migrate` creates them only where none
+# exists, and never alters one that does.
+PLATFORM_TABLES = ("CustomerStorage", "ImageStorage", "Images", "StoragePolicies")
+PLATFORM_SCHEMAS = ("seed", "current")
 
 STATEMENT_TIMEOUT_MS = 15 * 60 * 1000
 CONNECT_TIMEOUT_S = 10
@@ -46,8 +56,51 @@ def queries() -> dict[str, str]:
     return {name: body.strip() for name, body in zip(blocks[::2], blocks[1::2], strict=True)}
 
 
-def schema_sql() -> str:
-    return resources.files("storage_calc").joinpath("sql/schema.sql").read_text("utf-8")
+_FEATURE_LINE = re.compile(r"\s*-- (with|without): (\w+)$")
+
+
+@cache
+def query(name: str, layout: Layout | None = None) -> str:
+    """The named query for `layout`: a line ending in `-- with: feature` kept only where the
+    layout has the feature, one ending in `-- without: feature` only where it has not."""
+    lines = []
+    for line in queries()[name].splitlines():
+        match = _FEATURE_LINE.search(line)
+        if match is None:
+            lines.append(line)
+        elif layout is None:
+            raise ValueError(f"query {name} depends on the layout: pass one")
+        elif getattr(layout, match[2]) == (match[1] == "with"):
+            lines.append(line[: match.start()])
+    return "\n".join(lines)
+
+
+def sql_file(path: str) -> str:
+    return resources.files("storage_calc").joinpath(f"sql/{path}").read_text("utf-8")
+
+
+@dataclass(frozen=True)
+class Migration:
+    """A version of the project's own schema: `sql/migrations/{version:04d}_{name}.sql`."""
+
+    version: int
+    name: str
+
+    @property
+    def sql(self) -> str:
+        return sql_file(f"migrations/{self.version:04d}_{self.name}.sql")
+
+
+@cache
+def migrations() -> tuple[Migration, ...]:
+    """Every version of the project's schema, in order."""
+    folder = resources.files("storage_calc").joinpath("sql/migrations")
+    found = []
+    for entry in folder.iterdir():
+        match = re.fullmatch(r"(\d{4})_(\w+)\.sql", entry.name)
+        if match:
+            found.append(Migration(int(match[1]), match[2]))
+    return tuple(sorted(found, key=lambda m: m.version))
 
 
 @contextlib.contextmanager
@@ -85,15 +138,153 @@ def connect(url: str) -> Connection:
         return psycopg.connect(url, **connection_options())
 
 
-def execute(conn: Connection, name: str, **params: Any) -> psycopg.Cursor[Any]:
-    return conn.execute(queries()[name], params)
+def execute(
+    conn: Connection, name: str, layout: Layout | None = None, /, **params: Any
+) -> psycopg.Cursor[Any]:
+    return conn.execute(query(name, layout), params)
 
 
-def migrate(conn: Connection) -> None:
-    """Creates whatever of the schema is missing; safe to run again and concurrently."""
+@dataclass(frozen=True)
+class Migrated:
+    """What `migrate` did: the layout of the platform's tables it created (None if they
+    existed) and the versions of the project's schema it applied."""
+
+    platform_created: str | None
+    applied: tuple[Migration, ...]
+
+
+def migrate(conn: Connection, platform_schema: str = "seed") -> Migrated:
+    """Brings the database up to date; safe to run again and concurrently.
+
+    Where none of the platform's tables exists, creates them as the platform's migrations do,
+    in the `seed` or `current` layout; where they exist, alters nothing of them. Applies the
+    versions of the project's own schema not yet applied, in order, and creates its views again.
+    """
     with translated("migrating the schema failed"), conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_NAMESPACE,))
-        conn.execute(schema_sql())
+        conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (MIGRATION_LOCK_NAMESPACE,))
+        created = None
+        present = platform_tables(conn)
+        if not present:
+            conn.execute(sql_file(f"platform_{platform_schema}.sql"))
+            created = platform_schema
+        elif missing := sorted(set(PLATFORM_TABLES) - set(present)):
+            raise ConfigError(
+                f"the database has {_quoted(present)} but not {_quoted(missing)}: db migrate "
+                "creates the platform's tables only where none of them exists"
+            )
+        execute(conn, "seed_default_policy")
+        execute(conn, "create_migrations_table")
+        done = {row[0] for row in execute(conn, "applied_migrations")}
+        execute(conn, "drop_views")
+        applied = tuple(m for m in migrations() if m.version not in done)
+        for migration in applied:
+            conn.execute(migration.sql)
+            execute(conn, "record_migration", version=migration.version, name=migration.name)
+        conn.execute(sql_file("views.sql"))
+    return Migrated(created, applied)
+
+
+def _quoted(names: Iterable[str]) -> str:
+    return ", ".join(f'"{name}"' for name in names)
+
+
+def platform_tables(conn: Connection) -> list[str]:
+    """The platform's tables (of PLATFORM_TABLES) this database has."""
+    return [row[0] for row in execute(conn, "platform_tables", names=list(PLATFORM_TABLES))]
+
+
+def detect_layout(conn: Connection) -> Layout:
+    """The layout of the platform's tables, read from the catalog; a ConfigError naming what
+    was found where the job cannot write it."""
+    with translated("reading the layout of the platform's tables failed"):
+        missing = sorted(set(PLATFORM_TABLES) - set(platform_tables(conn)))
+        if missing:
+            raise ConfigError(
+                f"the database has no {_quoted(missing)}; run 'storage-calc db migrate' first"
+            )
+        columns = {(t, c): nullable for t, c, nullable in execute(conn, "platform_columns")}
+        keys = [UniqueKey(t, n, tuple(c), p) for t, n, c, p in execute(conn, "unique_keys")]
+    return read_layout(columns, keys)
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    """What `db status` shows: the platform's tables and their layout (or why the job cannot
+    write it), and the versions of the project's schema, applied and to apply."""
+
+    platform_tables: tuple[str, ...]
+    layout: Layout | None
+    layout_error: str | None
+    has_schema: bool
+    applied: tuple[int, ...]
+    pending: tuple[Migration, ...]
+
+
+def schema_status(conn: Connection) -> SchemaStatus:
+    with translated("reading the schema's status failed"):
+        present = tuple(platform_tables(conn))
+        has_schema, has_versions = execute(conn, "schema_state").fetchone()  # type: ignore[misc]
+        applied = tuple(r[0] for r in execute(conn, "applied_migrations")) if has_versions else ()
+    layout, layout_error = None, None
+    if present:
+        try:
+            layout = detect_layout(conn)
+        except ConfigError as exc:
+            layout_error = str(exc)
+    pending = tuple(m for m in migrations() if m.version not in applied)
+    return SchemaStatus(present, layout, layout_error, has_schema, applied, pending)
+
+
+# What the platform's ingest writes for a new image in the "Images" columns that are NOT NULL
+# without a usable default, so that a registered asset looks like the platform's own.
+IMAGE_COLUMNS: dict[str, object] = {
+    "Origin": "https://example.org/origin.jpg",
+    "Tags": "",
+    "Roles": "",
+    "PreservedUri": "",
+    "Reference1": "",
+    "Reference2": "",
+    "Reference3": "",
+    "NumberReference1": 0,
+    "NumberReference2": 0,
+    "NumberReference3": 0,
+    "MaxUnauthorised": -1,
+    "Width": 0,
+    "Height": 0,
+    "Error": "",
+    "Batch": 0,
+    "Ingesting": False,
+    "Family": "I",
+    "MediaType": "image/jpeg",
+    "DeliveryChannels": "iiif-img,thumbs",
+}
+
+
+def register_assets(conn: Connection, asset_ids: Iterable[str]) -> int:
+    """Registers assets (`c/s/asset`) in "Images" as the platform's ingest does, filling the
+    columns this database's "Images" has; returns how many. For the demo, tests and
+    benchmarks: the calculator itself only reads the registry."""
+    with translated('registering assets in "Images" failed'), conn.transaction():
+        present = {row[0] for row in execute(conn, "images_columns")}
+        extra = {name: value for name, value in IMAGE_COLUMNS.items() if name in present}
+        names = ["Id", "Customer", "Space", *(["Created"] if "Created" in present else []), *extra]
+        statement = sql.SQL('COPY "Images" ({}) FROM STDIN').format(
+            sql.SQL(", ").join(sql.Identifier(name) for name in names)
+        )
+        created = [server_now(conn)] if "Created" in present else []
+        count = 0
+        with conn.cursor().copy(statement) as copy:
+            for asset_id in asset_ids:
+                customer, space, _ = asset_id.split("/", 2)
+                copy.write_row([asset_id, int(customer), int(space), *created, *extra.values()])
+                count += 1
+    return count
+
+
+def registered(conn: Connection, asset_ids: Iterable[str]) -> set[str]:
+    """Those of `asset_ids` registered in "Images"."""
+    with translated('reading "Images" failed'):
+        return {row[0] for row in execute(conn, "registered", ids=list(asset_ids))}
 
 
 def server_now(conn: Connection) -> datetime:
@@ -109,11 +300,18 @@ def all_customers(conn: Connection) -> list[int]:
 
 
 def read_registry(
-    conn: Connection, customer: int, space: int | None = None, asset: str | None = None
+    conn: Connection,
+    layout: Layout,
+    customer: int,
+    space: int | None = None,
+    asset: str | None = None,
 ) -> dict[str, int]:
     """The registered assets of a scope: id -> space."""
     with translated(f"reading the assets of customer {customer} failed"):
-        rows = execute(conn, "registry", customer=customer, space=space, asset=asset)
+        rows = execute(
+            conn, "registry", customer=customer, space=space, asset=asset,
+            first_space=layout.first_space,
+        )  # fmt: skip
         return {asset_id: asset_space for asset_id, asset_space in rows}
 
 
@@ -143,70 +341,87 @@ def set_in_progress(
         )
 
 
-def _figures(row: CustomerStorageRow) -> Figures:
-    return Figures(
-        row.number_of_stored_images, row.total_size_of_stored_images, row.total_size_of_thumbnails
-    )
-
-
-def _customer_rows(conn: Connection, customer: int) -> dict[int, Figures]:
+def _customer_rows(
+    conn: Connection, layout: Layout, customer: int
+) -> dict[int | None, CustomerStorageRow]:
     with conn.cursor(row_factory=class_row(CustomerStorageRow)) as cur:
-        cur.execute(queries()["customer_rows"], {"customer": customer})
-        return {row.space: _figures(row) for row in cur}
+        cur.execute(query("customer_rows", layout), {"customer": customer})
+        return {row.space: row for row in cur}
 
 
 def write_customer(
     conn: Connection,
+    layout: Layout,
     customer: int,
     space: int | None,
     asset: str | None,
-    asset_rows: Iterable[tuple[str, int, int, int]],
+    asset_rows: Iterable[tuple[str, int, int, int, int]],
     checked: datetime,
     dry_run: bool,
 ) -> tuple[ScopeChange, ...]:
     """Writes a scope's figures in one transaction and returns the rows whose figures changed.
 
-    `asset_rows` are (id, space, size, thumbnail size). The assets are staged with COPY, then
-    ImageStorage, the space rows and the customer row are rewritten with set-based statements,
-    so a reader sees the customer before or after, never half-written: existing rows updated,
-    new ones inserted, rows of assets no longer registered deleted. A dry run does all of it and
-    rolls back.
+    `asset_rows` are (id, space, size, thumbnail size, adjunct size). The assets are staged with
+    COPY, then ImageStorage, the space rows and the customer-level row are rewritten with
+    set-based statements written for `layout`, so a reader sees the customer before or after,
+    never half-written: existing rows updated, new ones inserted, rows of assets no longer
+    registered deleted. A dry run does all of it and rolls back.
     """
-    params = {"customer": customer, "space": space, "asset": asset, "checked": checked}
+    params = {
+        "customer": customer,
+        "space": space,
+        "asset": asset,
+        "checked": checked,
+        "first_space": layout.first_space,
+        "customer_space": layout.customer_space,
+    }
     with (
         translated(f"writing the figures of customer {customer} failed"),
         conn.transaction(force_rollback=dry_run),
     ):
         execute(conn, "write_settings")
-        before = _customer_rows(conn, customer)
+        before = _customer_rows(conn, layout, customer)
         execute(conn, "create_figures")
         staged = stage_figures(conn, asset_rows)
         execute(conn, "analyze_figures")
-        updated = execute(conn, "update_image_storage", **params).rowcount
+        updated = execute(conn, "update_image_storage", layout, **params).rowcount
         if updated < staged:
-            insert_image_storage(conn, params)
+            insert_image_storage(conn, layout, params)
         for name in ("delete_unregistered", "upsert_space_rows", "upsert_customer_row"):
-            execute(conn, name, **params)
-        after = _customer_rows(conn, customer)
+            execute(conn, name, layout, **params)
+        after = _customer_rows(conn, layout, customer)
     return tuple(
-        ScopeChange(customer, s, before.get(s, Figures()), figures)
-        for s, figures in sorted(after.items())
-        if before.get(s) != figures
+        ScopeChange(
+            customer,
+            s,
+            before[s].figures if s in before else _empty(layout),
+            row.figures,
+            customer_row=s == layout.customer_space,
+        )
+        for s, row in after.items()
+        if s not in before or before[s].figures != row.figures
     )
 
 
-def stage_figures(conn: Connection, asset_rows: Iterable[tuple[str, int, int, int]]) -> int:
-    """Copies (id, space, size, thumbnail size) rows into the staging table; returns how many."""
+def _empty(layout: Layout) -> Figures:
+    """The figures of a row that did not exist: zero, adjunct figures included where the
+    layout has them."""
+    return Figures(0, 0, 0, 0, 0) if layout.space_adjuncts else Figures()
+
+
+def stage_figures(conn: Connection, asset_rows: Iterable[tuple[str, int, int, int, int]]) -> int:
+    """Copies (id, space, size, thumbnail size, adjunct size) rows into the staging table;
+    returns how many."""
     staged = 0
     with conn.cursor().copy(queries()["copy_figures"]) as copy:
-        copy.set_types(["varchar", "int4", "int8", "int8"])
+        copy.set_types(["varchar", "int4", "int8", "int8", "int8"])
         for row in asset_rows:
             copy.write_row(row)
             staged += 1
     return staged
 
 
-def insert_image_storage(conn: Connection, params: dict[str, Any]) -> None:
+def insert_image_storage(conn: Connection, layout: Layout, params: dict[str, Any]) -> None:
     """Inserts the rows of newly staged assets with a plain INSERT, and only when ingest
     inserted one of them meanwhile pays for the upsert's conflict handling.
 
@@ -214,9 +429,9 @@ def insert_image_storage(conn: Connection, params: dict[str, Any]) -> None:
     has one, and the anti-join over all of them would find nothing."""
     try:
         with conn.transaction():
-            execute(conn, "insert_image_storage", **params)
+            execute(conn, "insert_image_storage", layout, **params)
     except psycopg.errors.UniqueViolation:
-        execute(conn, "upsert_image_storage", **params)
+        execute(conn, "upsert_image_storage", layout, **params)
 
 
 def start_run(conn: Connection, started: datetime, scope: str, shard: str | None) -> int:
@@ -262,18 +477,23 @@ def record_customer(conn: Connection, run_id: int, scope: Scope, result: Custome
             error=result.error,
         )
         for change in result.changes:
+            before, after = change.before, change.after
             execute(
                 conn,
                 "insert_change",
                 run_id=run_id,
                 customer=change.customer,
-                space=change.space,
-                images_before=change.before.number_of_stored_images,
-                images_after=change.after.number_of_stored_images,
-                size_before=change.before.total_size_of_stored_images,
-                size_after=change.after.total_size_of_stored_images,
-                thumbnails_before=change.before.total_size_of_thumbnails,
-                thumbnails_after=change.after.total_size_of_thumbnails,
+                space=None if change.customer_row else change.space,
+                images_before=before.number_of_stored_images,
+                images_after=after.number_of_stored_images,
+                size_before=before.total_size_of_stored_images,
+                size_after=after.total_size_of_stored_images,
+                thumbnails_before=before.total_size_of_thumbnails,
+                thumbnails_after=after.total_size_of_thumbnails,
+                adjuncts_before=before.number_of_stored_adjuncts,
+                adjuncts_after=after.number_of_stored_adjuncts,
+                adjunct_size_before=before.total_size_of_stored_adjuncts,
+                adjunct_size_after=after.total_size_of_stored_adjuncts,
             )
         for orphan in result.orphans:
             execute(
@@ -324,25 +544,29 @@ def fetch(conn: Connection, name: str, row: type[T], what: str, **params: Any) -
         return cur.execute(queries()[name], params).fetchall()
 
 
-def customer_storage(conn: Connection, customer: int, space: int) -> CustomerStorageRow | None:
+def customer_storage(
+    conn: Connection, layout: Layout, customer: int, space: int | None
+) -> CustomerStorageRow | None:
+    """A space's row, or with `space` None the customer-level row wherever the layout keeps it."""
     with (
         translated("reading CustomerStorage failed"),
         conn.cursor(row_factory=class_row(CustomerStorageRow)) as cur,
     ):
         return cur.execute(
-            queries()["customer_storage"], {"customer": customer, "space": space}
+            query("customer_storage", layout),
+            {"customer": customer, "space": layout.customer_space if space is None else space},
         ).fetchone()
 
 
 def image_storage(
-    conn: Connection, customer: int, space: int, asset_id: str
+    conn: Connection, layout: Layout, customer: int, space: int, asset_id: str
 ) -> ImageStorageRow | None:
     with (
         translated("reading ImageStorage failed"),
         conn.cursor(row_factory=class_row(ImageStorageRow)) as cur,
     ):
         return cur.execute(
-            queries()["image_storage"], {"id": asset_id, "customer": customer, "space": space}
+            query("image_storage", layout), {"id": asset_id, "customer": customer, "space": space}
         ).fetchone()
 
 

@@ -105,25 +105,14 @@ def local_s3() -> Iterator[None]:
                 os.environ[name] = value
 
 
-def register(conn: db.Connection, asset_ids: list[str]) -> None:
-    with conn.transaction():
-        for asset_id in asset_ids:
-            customer, space, _ = asset_id.split("/", 2)
-            conn.execute(
-                'INSERT INTO "Images" ("Id", "Customer", "Space") VALUES (%s, %s, %s) '
-                'ON CONFLICT ("Id") DO NOTHING',
-                (asset_id, int(customer), int(space)),
-            )
-
-
 def run_demo(settings: Settings, database_url: str) -> tuple[RunReport, list[dict[str, Any]]]:
-    """Runs the job on the sample and returns its report and the customer, space 5 and
-    example asset resources."""
+    """Runs the job on the sample and returns its report (with the layout it found) and the
+    customer, space 5 and example asset resources."""
     assets, artefacts, thumbnails = sample()
     conn = db.connect(database_url)
     try:
         db.migrate(conn)
-        register(conn, assets)
+        db.register_assets(conn, sorted(set(assets) - db.registered(conn, assets)))
         with local_s3():
             s3 = make_s3_client(settings.workers)
             for location, objects in zip(settings.locations, (artefacts, thumbnails), strict=False):
@@ -134,9 +123,10 @@ def run_demo(settings: Settings, database_url: str) -> tuple[RunReport, list[dic
                     )
             report = calculator.run(settings, database_url, s3, Scope(customer=CUSTOMER))
         base = settings.api_base_url
-        customer_row = db.customer_storage(conn, CUSTOMER, 0)
-        space_row = db.customer_storage(conn, CUSTOMER, 5)
-        asset_row = db.image_storage(conn, CUSTOMER, 5, assets[0])
+        layout = db.detect_layout(conn)
+        customer_row = db.customer_storage(conn, layout, CUSTOMER, None)
+        space_row = db.customer_storage(conn, layout, CUSTOMER, 5)
+        asset_row = db.image_storage(conn, layout, CUSTOMER, 5, assets[0])
         if customer_row is None or space_row is None or asset_row is None:
             raise NotFound(f"the demo run wrote no figures for customer {CUSTOMER}: {report.error}")
         return report, [

@@ -28,22 +28,29 @@ def policy_url(base_url: str, policy: str) -> str:
 
 
 def customer_storage(row: CustomerStorageRow, base_url: str) -> dict[str, Any]:
-    """A CustomerStorage resource; space 0 is the customer level."""
-    return {
+    """A CustomerStorage resource, with the `@id` the platform's API gives the row: a space row,
+    and the seed layout's customer-level row at space 0, under `/spaces/{space}`; the current
+    layout's customer-level row (a NULL space) at `/customers/{c}/storage`. The adjunct figures
+    appear where the layout has them."""
+    path = "" if row.space is None else f"/spaces/{row.space}"
+    resource = {
         "@context": f"{base_url}/contexts/CustomerStorage.jsonld",
-        "@id": f"{base_url}/customers/{row.customer}/spaces/{row.space}/storage",
+        "@id": f"{base_url}/customers/{row.customer}{path}/storage",
         "@type": "vocab:CustomerStorage",
         "numberOfStoredImages": row.number_of_stored_images,
         "totalSizeOfStoredImages": row.total_size_of_stored_images,
         "totalSizeOfThumbnails": row.total_size_of_thumbnails,
+        "numberOfStoredAdjuncts": row.number_of_stored_adjuncts,
+        "totalSizeOfStoredAdjuncts": row.total_size_of_stored_adjuncts,
         "lastCalculated": format_timestamp(row.last_calculated),
         "storagePolicy": policy_url(base_url, row.storage_policy or "default"),
     }
+    return _without_nulls(resource)
 
 
 def image_storage(row: ImageStorageRow, base_url: str) -> dict[str, Any]:
-    """An ImageStorage resource."""
-    return {
+    """An ImageStorage resource, with `adjunctSize` where the layout has it."""
+    resource = {
         "@context": f"{base_url}/contexts/ImageStorage.jsonld",
         "@id": (
             f"{base_url}/customers/{row.customer}/spaces/{row.space}"
@@ -52,9 +59,16 @@ def image_storage(row: ImageStorageRow, base_url: str) -> dict[str, Any]:
         "@type": "vocab:ImageStorage",
         "thumbnailSize": row.thumbnail_size,
         "size": row.size,
+        "adjunctSize": row.adjunct_size,
         "lastChecked": format_timestamp(row.last_checked),
         "checkingInProgress": row.checking_in_progress,
     }
+    return _without_nulls(resource)
+
+
+def _without_nulls(resource: dict[str, Any]) -> dict[str, Any]:
+    """The platform's API leaves null values out."""
+    return {key: value for key, value in resource.items() if value is not None}
 
 
 def storage_policy(row: StoragePolicyRow, base_url: str) -> dict[str, Any]:

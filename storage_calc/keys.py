@@ -2,8 +2,9 @@
 
 An attributable key, after its location's prefix, is `{customer}/{space}/{asset}` or
 `{customer}/{space}/{asset}/{rest}`. Customer and space are canonical decimal integers (no sign,
-no leading zeros, within PostgreSQL `int`), space is never 0, and the asset is the rest of the
-third segment, raw, never URL-decoded.
+no leading zeros, within PostgreSQL `int`), and the asset is the rest of the third segment, raw,
+never URL-decoded. Space 0 holds assets only where the layout has a stub space (the current
+layout); in the seed layout it is the customer-level row and its keys are unattributed.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ def parse_int(text: str) -> int | None:
     return value if value <= INT4_MAX else None
 
 
-def owner_id(key: str) -> str | None:
+def owner_id(key: str, stub_space: bool = False) -> str | None:
     """The id (`c/s/asset`) of the asset that would own `key`, or None if it is unattributable.
 
     `key` is relative to its location's prefix. The id is always a prefix of the key, so an
-    asset `foo` owns `2/5/foo` and `2/5/foo/...` but never `2/5/foo-2` or `2/5/foobar`. A key
-    with a NUL character is unattributable: PostgreSQL text cannot hold it, so no registered
-    asset can own it and it cannot be stored as an example.
+    asset `foo` owns `2/5/foo` and `2/5/foo/...` but never `2/5/foo-2` or `2/5/foobar`. Keys in
+    space 0 are attributable only with `stub_space`. A key with a NUL character is
+    unattributable: PostgreSQL text cannot hold it, so no registered asset can own it and it
+    cannot be stored as an example.
     """
     if "\x00" in key:
         return None
@@ -35,14 +37,14 @@ def owner_id(key: str) -> str | None:
     if len(parts) < 3 or not parts[2]:
         return None
     space = parse_int(parts[1])
-    if space is None or space == 0 or parse_int(parts[0]) is None:
+    if space is None or (space == 0 and not stub_space) or parse_int(parts[0]) is None:
         return None
     return f"{parts[0]}/{parts[1]}/{parts[2]}"
 
 
-def parse_key(key: str) -> AssetKey | None:
+def parse_key(key: str, stub_space: bool = False) -> AssetKey | None:
     """The `AssetKey` that would own `key` (relative to its location's prefix), or None."""
-    asset_id = owner_id(key)
+    asset_id = owner_id(key, stub_space)
     if asset_id is None:
         return None
     customer, space, asset = asset_id.split("/", 2)
@@ -50,8 +52,9 @@ def parse_key(key: str) -> AssetKey | None:
 
 
 def parse_asset_id(text: str) -> AssetKey | None:
-    """An asset id as operators write it (`C/S/ID`, the asset without `/`), or None."""
-    key = parse_key(text)
+    """An asset id as operators write it (`C/S/ID`, the asset without `/`), or None. Space 0 is
+    accepted here; whether the database's layout has a stub space is checked where it is read."""
+    key = parse_key(text, stub_space=True)
     if key is None or key.id != text:
         return None
     return key
@@ -64,3 +67,12 @@ def customer_prefix(customer: int) -> str:
 
 def space_prefix(customer: int, space: int) -> str:
     return f"{customer}/{space}/"
+
+
+ADJUNCTS = "/adjuncts/"
+
+
+def is_adjunct(key: str, asset_id: str) -> bool:
+    """Whether `key` (relative to its location's prefix), owned by `asset_id`, is one of the
+    asset's adjuncts: a key under `{id}/adjuncts/`."""
+    return key.startswith(ADJUNCTS, len(asset_id))

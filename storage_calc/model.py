@@ -79,36 +79,103 @@ class Shard:
 
 
 @dataclass(frozen=True)
+class Layout:
+    """The features of the platform's tables that change what the job writes, as the database's
+    catalog shows them (LAYOUTS.md). The seed layout has none of them; the current one all."""
+
+    # The customer-level row is at "Space" IS NULL and space 0 is a real space, the stub space;
+    # without it the customer-level row is at "Space" = 0 and no asset lives in space 0.
+    customer_row_at_null: bool = False
+    # "ImageStorage"."AdjunctSize" holds the bytes under {id}/adjuncts/, apart from "Size".
+    asset_adjuncts: bool = False
+    # "CustomerStorage" has "NumberOfStoredAdjuncts" and "TotalSizeOfStoredAdjuncts".
+    space_adjuncts: bool = False
+
+    @property
+    def name(self) -> str:
+        """`seed`, `seed with adjuncts` or `current` for the layouts met in the field."""
+        if self.customer_row_at_null:
+            return "current" if self.space_adjuncts else "current without adjunct totals"
+        return "seed with adjuncts" if self.asset_adjuncts else "seed"
+
+    @property
+    def customer_space(self) -> int | None:
+        """The `"Space"` of the customer-level row."""
+        return None if self.customer_row_at_null else 0
+
+    @property
+    def first_space(self) -> int:
+        """The lowest space that holds assets: 0 where space 0 is the stub space."""
+        return 0 if self.customer_row_at_null else 1
+
+    def describe(self) -> dict[str, object]:
+        """The layout as its log event and `db status` show it."""
+        return {
+            "layout": self.name,
+            "customer_row": '"Space" IS NULL' if self.customer_row_at_null else '"Space" = 0',
+            "stub_space": self.customer_row_at_null,
+            "asset_adjuncts": self.asset_adjuncts,
+            "space_adjuncts": self.space_adjuncts,
+        }
+
+
+@dataclass(frozen=True)
 class Figures:
-    """The three figures of a `CustomerStorage` row."""
+    """The figures of a `CustomerStorage` row; the adjunct ones are None where the layout has
+    no adjunct columns."""
 
     number_of_stored_images: int = 0
     total_size_of_stored_images: int = 0
     total_size_of_thumbnails: int = 0
+    number_of_stored_adjuncts: int | None = None
+    total_size_of_stored_adjuncts: int | None = None
 
     def __sub__(self, other: Figures) -> Figures:
         return Figures(
             self.number_of_stored_images - other.number_of_stored_images,
             self.total_size_of_stored_images - other.total_size_of_stored_images,
             self.total_size_of_thumbnails - other.total_size_of_thumbnails,
+            _difference(self.number_of_stored_adjuncts, other.number_of_stored_adjuncts),
+            _difference(self.total_size_of_stored_adjuncts, other.total_size_of_stored_adjuncts),
+        )
+
+    @property
+    def bytes(self) -> int:
+        """Every byte the row counts: artefacts, thumbnails and adjuncts."""
+        return (
+            self.total_size_of_stored_images
+            + self.total_size_of_thumbnails
+            + (self.total_size_of_stored_adjuncts or 0)
         )
 
     def as_json(self) -> dict[str, int]:
-        return {
+        figures = {
             "numberOfStoredImages": self.number_of_stored_images,
             "totalSizeOfStoredImages": self.total_size_of_stored_images,
             "totalSizeOfThumbnails": self.total_size_of_thumbnails,
+            "numberOfStoredAdjuncts": self.number_of_stored_adjuncts,
+            "totalSizeOfStoredAdjuncts": self.total_size_of_stored_adjuncts,
         }
+        return {key: value for key, value in figures.items() if value is not None}
+
+
+def _difference(after: int | None, before: int | None) -> int | None:
+    if after is None and before is None:
+        return None
+    return (after or 0) - (before or 0)
 
 
 @dataclass(frozen=True)
 class ScopeChange:
-    """A `CustomerStorage` row whose figures a run changed (space 0 is the customer row)."""
+    """A `CustomerStorage` row whose figures a run changed. `space` is the row's `"Space"` as
+    the layout stores it: for the customer-level row 0 in the seed layout, None in the current
+    one, where 0 is the stub space."""
 
     customer: int
-    space: int
+    space: int | None
     before: Figures
     after: Figures
+    customer_row: bool = False
 
     @property
     def delta(self) -> Figures:
@@ -195,6 +262,7 @@ class RunReport:
     unattributed_bytes: int = 0
     error: str | None = field(default=None)
     interrupted: bool = False
+    layout: Layout | None = None
 
     def _total(self, name: str) -> int:
         return sum(getattr(c, name) for c in self.customers)
@@ -230,11 +298,13 @@ class RunReport:
     @property
     def drift_bytes(self) -> int:
         """How far the customer totals were from the truth: the sum over the changed customer
-        rows of the absolute change of their stored and thumbnail bytes."""
+        rows of the absolute change of their stored, thumbnail and adjunct bytes."""
         return sum(
-            abs(c.delta.total_size_of_stored_images) + abs(c.delta.total_size_of_thumbnails)
+            abs(c.delta.total_size_of_stored_images)
+            + abs(c.delta.total_size_of_thumbnails)
+            + abs(c.delta.total_size_of_stored_adjuncts or 0)
             for c in self.changes
-            if c.space == 0
+            if c.customer_row
         )
 
     @property
@@ -283,15 +353,28 @@ class RunReport:
 
 @dataclass(frozen=True)
 class CustomerStorageRow:
-    """A `"CustomerStorage"` row (space 0 is the customer-level row)."""
+    """A `"CustomerStorage"` row: the customer-level row at space 0 in the seed layout, at
+    space None in the current one. The adjunct figures are None where the layout has none."""
 
     customer: int
-    space: int
+    space: int | None
     storage_policy: str | None
     number_of_stored_images: int
     total_size_of_stored_images: int
     total_size_of_thumbnails: int
     last_calculated: datetime | None
+    number_of_stored_adjuncts: int | None = None
+    total_size_of_stored_adjuncts: int | None = None
+
+    @property
+    def figures(self) -> Figures:
+        return Figures(
+            self.number_of_stored_images,
+            self.total_size_of_stored_images,
+            self.total_size_of_thumbnails,
+            self.number_of_stored_adjuncts,
+            self.total_size_of_stored_adjuncts,
+        )
 
 
 @dataclass(frozen=True)
@@ -305,6 +388,7 @@ class ImageStorageRow:
     size: int
     last_checked: datetime | None
     checking_in_progress: bool
+    adjunct_size: int | None = None
 
     @property
     def asset(self) -> str:

@@ -70,10 +70,11 @@ class SpaceUsage:
 class Drift:
     """How a CustomerStorage row changed over the runs of a period: the figures before the
     first change and after the last (between runs the platform's own tallies move them too),
-    and `corrected_bytes`, the stored and thumbnail bytes the runs themselves set right."""
+    and `corrected_bytes`, the stored and thumbnail bytes the runs themselves set right.
+    `space` is None for the customer-level row."""
 
     customer: int
-    space: int
+    space: int | None
     runs: int
     images_before: int
     images_after: int

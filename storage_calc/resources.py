@@ -1,4 +1,5 @@
-"""The documented resources read from the database: one lookup for `show` and for `serve`."""
+"""The documented resources read from the database: one lookup for `show` and for `serve`.
+Each reads the layout of the platform's tables first, so it follows the platform's migrations."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from storage_calc import db, jsonld
 
 
 def customer_storage(
-    conn: db.Connection, customer: int, space: int, base_url: str
+    conn: db.Connection, customer: int, space: int | None, base_url: str
 ) -> dict[str, Any] | None:
-    """The CustomerStorage of a customer (space 0) or of one of its spaces, or None."""
-    row = db.customer_storage(conn, customer, space)
+    """The CustomerStorage of a customer (`space` None: its customer-level row, wherever the
+    database's layout keeps it) or of one of its spaces, or None."""
+    row = db.customer_storage(conn, db.detect_layout(conn), customer, space)
     return None if row is None else jsonld.customer_storage(row, base_url)
 
 
@@ -19,7 +21,8 @@ def image_storage(
     conn: db.Connection, customer: int, space: int, asset: str, base_url: str
 ) -> dict[str, Any] | None:
     """The ImageStorage of an asset, or None."""
-    row = db.image_storage(conn, customer, space, f"{customer}/{space}/{asset}")
+    layout = db.detect_layout(conn)
+    row = db.image_storage(conn, layout, customer, space, f"{customer}/{space}/{asset}")
     return None if row is None else jsonld.image_storage(row, base_url)
 
 

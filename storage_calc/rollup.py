@@ -10,7 +10,7 @@ import bisect
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from storage_calc.keys import owner_id
+from storage_calc.keys import is_adjunct, owner_id
 from storage_calc.model import LocationKind, SpaceOrphans
 
 ORPHAN_EXAMPLES = 5
@@ -38,10 +38,14 @@ class Tally:
     """Sums of the objects listed for one customer, attributed as they stream in.
 
     `registry` maps each registered asset id (`c/s/asset`) to its space. `sizes[id]` is
-    `[artefact bytes, thumbnail bytes]`; orphans are summarised per (customer, space).
+    `[artefact bytes, thumbnail bytes, adjunct bytes]`; orphans are summarised per (customer,
+    space). With `stub_space`, keys in space 0 are attributed like any other; with
+    `split_adjuncts`, the artefact keys under `{id}/adjuncts/` are adjunct bytes, else artefacts.
     """
 
     registry: Mapping[str, int]
+    stub_space: bool = False
+    split_adjuncts: bool = False
     objects: int = 0
     bytes: int = 0
     unattributed_objects: int = 0
@@ -54,20 +58,22 @@ class Tally:
     ) -> None:
         """Attributes `objects` (full keys, sizes) listed in `bucket` under location `prefix`."""
         column = 0 if kind is LocationKind.ARTEFACT else 1
+        split = self.split_adjuncts and kind is LocationKind.ARTEFACT
         cut = len(prefix)
-        registry, sizes = self.registry, self.sizes
+        registry, sizes, stub_space = self.registry, self.sizes, self.stub_space
         for key, size in objects:
             self.objects += 1
             self.bytes += size
-            asset_id = owner_id(key[cut:])
+            relative = key[cut:]
+            asset_id = owner_id(relative, stub_space)
             if asset_id is None:
                 self.unattributed_objects += 1
                 self.unattributed_bytes += size
             elif asset_id in registry:
-                pair = sizes.get(asset_id)
-                if pair is None:
-                    pair = sizes[asset_id] = [0, 0]
-                pair[column] += size
+                triple = sizes.get(asset_id)
+                if triple is None:
+                    triple = sizes[asset_id] = [0, 0, 0]
+                triple[2 if split and is_adjunct(relative, asset_id) else column] += size
             else:
                 self._add_orphan(asset_id, f"s3://{bucket}/{key}", size)
 
@@ -91,18 +97,19 @@ class Tally:
         self.bytes += other.bytes
         self.unattributed_objects += other.unattributed_objects
         self.unattributed_bytes += other.unattributed_bytes
-        for asset_id, (size, thumbs) in other.sizes.items():
-            pair = self.sizes.setdefault(asset_id, [0, 0])
-            pair[0] += size
-            pair[1] += thumbs
+        for asset_id, figures in other.sizes.items():
+            triple = self.sizes.setdefault(asset_id, [0, 0, 0])
+            for column, value in enumerate(figures):
+                triple[column] += value
         for space, orphan in other.orphans.items():
             self.orphans.setdefault(space, OrphanTally()).merge(orphan)
 
-    def asset_rows(self) -> Iterator[tuple[str, int, int, int]]:
-        """(id, space, size, thumbnail size) of every registered asset, 0 for those unseen."""
+    def asset_rows(self) -> Iterator[tuple[str, int, int, int, int]]:
+        """(id, space, size, thumbnail size, adjunct size) of every registered asset, 0 for
+        those unseen."""
         for asset_id, space in self.registry.items():
-            size, thumbs = self.sizes.get(asset_id, (0, 0))
-            yield asset_id, space, size, thumbs
+            size, thumbs, adjuncts = self.sizes.get(asset_id, (0, 0, 0))
+            yield asset_id, space, size, thumbs, adjuncts
 
     def space_orphans(self) -> tuple[SpaceOrphans, ...]:
         return tuple(

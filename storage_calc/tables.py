@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from storage_calc import reports
+from storage_calc import db, reports
 
 _UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 
@@ -124,7 +124,7 @@ SPACE_USAGE = (
 
 DRIFT = (
     Column("customer", lambda r: str(r.customer)),
-    Column("space", lambda r: str(r.space)),
+    Column("space", lambda r: "all" if r.space is None else str(r.space)),
     Column("runs", lambda r: str(r.runs)),
     Column("images", lambda r: f"{r.images_before:,} → {r.images_after:,}"),
     Column("Δ", lambda r: format_signed(r.images_after - r.images_before)),
@@ -174,3 +174,37 @@ COLUMNS: dict[type, tuple[Column, ...]] = {
     reports.SpaceOrphanRow: SPACE_ORPHANS,
     reports.QuotaUse: QUOTA,
 }
+
+
+def schema_status(status: db.SchemaStatus, migrations: Sequence[db.Migration]) -> list[str]:
+    """The lines of `db status`."""
+    tables = ", ".join(f'"{name}"' for name in status.platform_tables) or "none"
+    lines = [f"platform tables: {tables}"]
+    if status.layout is not None:
+        layout = status.layout
+        lines += [
+            f"layout: {layout.name}",
+            f'  customer-level row: {layout.describe()["customer_row"]}',
+            "  space 0: "
+            + ("the stub space, computed like any other" if layout.customer_row_at_null
+               else "the customer-level row, holds no assets"),
+            '  "ImageStorage"."AdjunctSize": '
+            + ("adjunct bytes, apart from Size" if layout.asset_adjuncts
+               else "absent: adjunct keys count in Size"),
+            '  "CustomerStorage" adjunct totals: '
+            + ('counted from hosted "Adjuncts" rows' if layout.space_adjuncts else "absent"),
+        ]  # fmt: skip
+    elif status.layout_error is not None:
+        lines.append(f"layout: not writable: {status.layout_error}")
+    latest = migrations[-1].version if migrations else 0
+    if status.applied:
+        version = f"version {status.applied[-1]} of {latest}"
+    else:
+        version = "made before schema versions" if status.has_schema else "absent"
+    lines.append(f"storage_calc schema: {version}")
+    todo = []
+    if not status.platform_tables:
+        todo.append("create the platform's tables (--platform-schema seed or current)")
+    todo += [f"apply {m.version:04d}_{m.name}" for m in status.pending]
+    lines.append("db migrate would: " + ("; ".join(todo) if todo else "nothing, it is up to date"))
+    return lines

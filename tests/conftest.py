@@ -91,17 +91,60 @@ def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
 
 @pytest.fixture
 def register(conn: psycopg.Connection[Any]) -> Callable[..., None]:
-    """Registers assets in "Images" by id (`c/s/asset`)."""
+    """Registers assets in "Images" by id (`c/s/asset`), every NOT NULL column filled as the
+    platform's ingest fills it."""
 
     def register(*asset_ids: str) -> None:
-        for asset_id in asset_ids:
-            customer, space, _ = asset_id.split("/", 2)
-            conn.execute(
-                'INSERT INTO "Images" ("Id", "Customer", "Space") VALUES (%s, %s, %s)',
-                (asset_id, int(customer), int(space)),
-            )
+        db.register_assets(conn, asset_ids)
 
     return register
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+# The platform's tables in each layout met in the field (LAYOUTS.md): the DDL `db migrate`
+# creates for seed and current, and for the middle one the seed layout with the platform's
+# adjunct migrations applied.
+LAYOUT_DDL = {
+    "seed": [db.sql_file("platform_seed.sql")],
+    "seed with adjuncts": [
+        db.sql_file("platform_seed.sql"),
+        (FIXTURES / "platform_adjunct_tracking.sql").read_text(),
+    ],
+    "current": [db.sql_file("platform_current.sql")],
+}
+
+
+@pytest.fixture(scope="session")
+def layout_templates(server_url: str) -> Iterator[dict[str, str]]:
+    """One template database per layout: the platform's tables, then `db migrate`."""
+    names = {}
+    for layout, statements in LAYOUT_DDL.items():
+        name = f"storage_calc_layout_{layout.replace(' ', '_')}_{os.getpid()}"
+        with _admin(server_url) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            admin.execute(f'CREATE DATABASE "{name}"')
+        with db.connect(make_conninfo(server_url, dbname=name)) as conn:
+            for statement in statements:
+                conn.execute(statement)
+            db.migrate(conn)
+        names[layout] = name
+    yield names
+    with _admin(server_url) as admin:
+        for name in names.values():
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=list(LAYOUT_DDL))
+def layout_url(
+    request: pytest.FixtureRequest, server_url: str, layout_templates: dict[str, str]
+) -> Iterator[str]:
+    """A fresh database whose platform tables have one of the layouts met in the field."""
+    name = f"storage_calc_test_{os.getpid()}_{next(_numbers)}"
+    with _admin(server_url) as admin:
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{layout_templates[request.param]}"')
+    yield make_conninfo(server_url, dbname=name)
+    with _admin(server_url) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

@@ -30,9 +30,10 @@ BASE = "https://api.dlcs.example"
 def figures(register: Callable[..., None], database_url: str) -> None:
     """Customer 2: `my asset+1%` in space 5, `é` in space 6, written by the real write path."""
     register("2/5/my asset+1%", "2/6/é")
-    rows = [("2/5/my asset+1%", 5, 4082121, 115874), ("2/6/é", 6, 10, 1)]
+    rows = [("2/5/my asset+1%", 5, 4082121, 115874, 0), ("2/6/é", 6, 10, 1, 0)]
     with db.connect(database_url) as conn:
-        db.write_customer(conn, 2, None, None, rows, datetime.now(UTC), dry_run=False)
+        layout = db.detect_layout(conn)
+        db.write_customer(conn, layout, 2, None, None, rows, datetime.now(UTC), dry_run=False)
 
 
 @pytest.fixture

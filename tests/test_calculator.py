@@ -120,7 +120,9 @@ def test_a_run_reports_what_it_changed(
     layout: None, settings: Settings, s3: S3Client, conn: Conn
 ) -> None:
     report = run(settings, s3)
-    assert report.changes[0] == ScopeChange(2, 0, Figures(), Figures(4, 1610, 10))
+    assert report.changes[0] == ScopeChange(
+        2, 0, Figures(), Figures(4, 1610, 10), customer_row=True
+    )
     assert {(c.customer, c.space) for c in report.changes} == {(2, 0), (2, 5), (2, 6)}
 
 
@@ -131,7 +133,9 @@ def test_a_dry_run_writes_nothing_and_reports_the_changes(
     assert image_storage(conn) == {}
     assert customer_storage(conn) == {}
     assert conn.execute("SELECT count(*) FROM storage_calc.runs").fetchone() == (0,)
-    assert report.changes[0] == ScopeChange(2, 0, Figures(), Figures(4, 1610, 10))
+    assert report.changes[0] == ScopeChange(
+        2, 0, Figures(), Figures(4, 1610, 10), customer_row=True
+    )
 
 
 def test_a_dry_run_leaves_flags_and_timestamps_alone(
@@ -216,8 +220,9 @@ def test_a_storage_policy_set_by_an_operator_is_kept(
 ) -> None:
     conn.execute("INSERT INTO \"StoragePolicies\" VALUES ('gold', 1, 1)")
     conn.execute(
-        'INSERT INTO "CustomerStorage" ("Customer", "Space", "StoragePolicy")'
-        " VALUES (2, 0, 'gold')"
+        'INSERT INTO "CustomerStorage" ("Customer", "Space", "StoragePolicy",'
+        ' "NumberOfStoredImages", "TotalSizeOfStoredImages", "TotalSizeOfThumbnails")'
+        " VALUES (2, 0, 'gold', 0, 0, 0)"
     )
     run(settings, s3)
     policies = dict(

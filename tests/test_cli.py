@@ -45,6 +45,7 @@ def test_run_logs_one_event_per_customer_and_a_summary_as_json(
     assert [e["event"] for e in events] == ["customer_calculated", "run_finished"]
     assert events[1] | {"timestamp": None, "duration_s": None} == {
         "scope": "all",
+        "layout": "seed",
         "shard": None,
         "dry_run": False,
         "outcome": "done",
@@ -286,14 +287,24 @@ def test_show_unknown_exits_1_with_one_line(invoke: Invoke, args: list[str], lin
 def test_show_before_migrate_says_to_migrate(invoke: Invoke, conn: Any) -> None:
     conn.execute('DROP TABLE "CustomerStorage" CASCADE')
     result = invoke("show", "customer", "2")
-    assert result.exit_code == 1
-    assert result.stderr.endswith("run 'storage-calc db migrate' first\n")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "Error: the database has no \"CustomerStorage\"; run 'storage-calc db migrate' first\n"
+    )
 
 
-def test_db_migrate_creates_the_schema(invoke: Invoke, conn: Any) -> None:
-    conn.execute('DROP TABLE "CustomerStorage" CASCADE')
+def test_db_migrate_creates_the_platforms_tables_where_none_exists(
+    invoke: Invoke, conn: Any
+) -> None:
+    conn.execute(
+        'DROP TABLE "CustomerStorage", "ImageStorage", "Images", "StoragePolicies" CASCADE'
+    )
     result = invoke("db", "migrate")
     assert result.exit_code == 0
+    assert result.stderr.splitlines() == [
+        "created the platform's tables, seed layout",
+        "schema is up to date; the platform's tables have the seed layout",
+    ]
     assert conn.execute("SELECT to_regclass('\"CustomerStorage\"') IS NOT NULL").fetchone() == (
         True,
     )

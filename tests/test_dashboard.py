@@ -45,8 +45,9 @@ def history(
     """Two real runs: the second finds a change and an orphan; customer 3 is at its quota."""
     conn.execute(
         "INSERT INTO \"StoragePolicies\" VALUES ('small', 10, 300);"
-        ' INSERT INTO "CustomerStorage" ("Customer", "Space", "StoragePolicy")'
-        " VALUES (3, 0, 'small')"
+        ' INSERT INTO "CustomerStorage" ("Customer", "Space", "StoragePolicy",'
+        ' "NumberOfStoredImages", "TotalSizeOfStoredImages", "TotalSizeOfThumbnails")'
+        " VALUES (3, 0, 'small', 0, 0, 0)"
     )
     register("2/5/a", "2/6/b", "3/1/c")
     put(STORAGE, {"2/5/a": 100, "2/6/b": 200, "3/1/c": 300})

@@ -10,6 +10,9 @@ import psycopg
 import pytest
 
 from storage_calc import calculator, db
+from storage_calc.model import Layout
+
+SEED = Layout()
 
 COLUMNS = """
 SELECT column_name, data_type, character_maximum_length
@@ -34,7 +37,18 @@ def primary_key(conn: psycopg.Connection[Any], table: str) -> list[str]:
     return [row[0] for row in conn.execute(PRIMARY_KEY, (f'"{table}"',))]
 
 
-def test_image_storage_has_the_platforms_columns_and_key(conn: psycopg.Connection[Any]) -> None:
+INDEXES = """
+SELECT indexname FROM pg_indexes WHERE schemaname = 'public' AND tablename = %s ORDER BY 1
+"""
+
+
+def indexes(conn: psycopg.Connection[Any], table: str) -> list[str]:
+    return [row[0] for row in conn.execute(INDEXES, (table,))]
+
+
+def test_image_storage_is_the_platforms_with_its_key_and_index(
+    conn: psycopg.Connection[Any],
+) -> None:
     assert columns(conn, "ImageStorage") == [
         ("Id", "character varying", 500),
         ("Customer", "integer", None),
@@ -45,11 +59,10 @@ def test_image_storage_has_the_platforms_columns_and_key(conn: psycopg.Connectio
         ("CheckingInProgress", "boolean", None),
     ]
     assert primary_key(conn, "ImageStorage") == ["Id", "Customer", "Space"]
+    assert indexes(conn, "ImageStorage") == ["IX_ImageStorageByCustomerSpace", "PK_ImageStorage"]
 
 
-def test_customer_storage_has_the_platforms_columns_and_key(
-    conn: psycopg.Connection[Any],
-) -> None:
+def test_customer_storage_is_the_seed_layouts_with_its_key(conn: psycopg.Connection[Any]) -> None:
     assert columns(conn, "CustomerStorage") == [
         ("Customer", "integer", None),
         ("Space", "integer", None),
@@ -60,15 +73,17 @@ def test_customer_storage_has_the_platforms_columns_and_key(
         ("LastCalculated", "timestamp with time zone", None),
     ]
     assert primary_key(conn, "CustomerStorage") == ["Customer", "Space"]
+    assert indexes(conn, "CustomerStorage") == ["PK_CustomerStorage"]
 
 
-def test_images_and_policies_have_the_platforms_columns(conn: psycopg.Connection[Any]) -> None:
-    assert columns(conn, "Images") == [
+def test_images_and_policies_are_the_platforms(conn: psycopg.Connection[Any]) -> None:
+    assert len(columns(conn, "Images")) == 29
+    assert columns(conn, "Images")[:3] == [
         ("Id", "character varying", 500),
         ("Customer", "integer", None),
         ("Space", "integer", None),
-        ("Created", "timestamp with time zone", None),
     ]
+    assert "IX_ImagesBySpace" in indexes(conn, "Images")
     assert columns(conn, "StoragePolicies") == [
         ("Id", "character varying", 500),
         ("MaximumNumberOfStoredImages", "bigint", None),
@@ -93,6 +108,7 @@ def test_the_projects_own_tables_are_in_their_own_schema(conn: psycopg.Connectio
         ("customer_runs", "BASE TABLE"),
         ("customer_usage", "VIEW"),
         ("largest_spaces", "VIEW"),
+        ("migrations", "BASE TABLE"),
         ("orphans", "BASE TABLE"),
         ("run_drift", "VIEW"),
         ("runs", "BASE TABLE"),
@@ -100,9 +116,11 @@ def test_the_projects_own_tables_are_in_their_own_schema(conn: psycopg.Connectio
     ]
 
 
-def test_migrating_again_keeps_data_and_changed_policies(database_url: str) -> None:
+def test_migrating_again_keeps_data_and_changed_policies(
+    database_url: str, register: Callable[..., None]
+) -> None:
+    register("2/5/a")
     with db.connect(database_url) as conn:
-        conn.execute('INSERT INTO "Images" ("Id", "Customer", "Space") VALUES (\'2/5/a\', 2, 5)')
         conn.execute('UPDATE "StoragePolicies" SET "MaximumNumberOfStoredImages" = 7')
         db.migrate(conn)
         db.migrate(conn)
@@ -110,17 +128,6 @@ def test_migrating_again_keeps_data_and_changed_policies(database_url: str) -> N
         assert conn.execute(
             'SELECT "MaximumNumberOfStoredImages" FROM "StoragePolicies"'
         ).fetchall() == [(7,)]
-
-
-def test_an_existing_images_table_is_left_alone(server_url: str, database_url: str) -> None:
-    with db.connect(database_url) as conn:
-        conn.execute('DROP TABLE "Images"')
-        conn.execute(
-            'CREATE TABLE "Images"'
-            ' ("Id" text PRIMARY KEY, "Customer" int, "Space" int, "Family" char)'
-        )
-        db.migrate(conn)
-        assert [c[0] for c in columns(conn, "Images")] == ["Id", "Customer", "Space", "Family"]
 
 
 def test_queries_are_all_named_and_parameterised() -> None:
@@ -138,12 +145,13 @@ def test_a_row_ingest_inserts_during_the_write_is_overwritten_not_a_failure(
     register("2/5/a", "2/5/b")
     ingest = psycopg.connect(database_url)  # its INSERT stays uncommitted until told
     ingest.execute(
-        'INSERT INTO "ImageStorage" ("Id", "Customer", "Space", "Size") VALUES (\'2/5/a\', 2, 5, 1)'
+        'INSERT INTO "ImageStorage" ("Id", "Customer", "Space", "ThumbnailSize", "Size",'
+        ' "LastChecked", "CheckingInProgress") VALUES (\'2/5/a\', 2, 5, 0, 1, now(), false)'
     )
-    rows = [("2/5/a", 5, 100, 7), ("2/5/b", 5, 200, 0)]
+    rows = [("2/5/a", 5, 100, 7, 0), ("2/5/b", 5, 200, 0, 0)]
     with db.connect(database_url) as writer, ThreadPoolExecutor(1) as pool:
         write = pool.submit(
-            db.write_customer, writer, 2, None, None, rows, datetime.now(UTC), False
+            db.write_customer, writer, SEED, 2, None, None, rows, datetime.now(UTC), False
         )
         deadline = time.monotonic() + 10
         while not conn.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()[0]:
@@ -161,20 +169,14 @@ def test_a_rewrite_also_inserts_the_rows_of_assets_registered_since_the_last_wri
     conn: psycopg.Connection[Any], register: Callable[..., None]
 ) -> None:
     register("2/5/a")
-    db.write_customer(conn, 2, None, None, [("2/5/a", 5, 100, 7)], datetime.now(UTC), False)
+    first = [("2/5/a", 5, 100, 7, 0)]
+    db.write_customer(conn, SEED, 2, None, None, first, datetime.now(UTC), False)
     register("2/5/b")
-    rows = [("2/5/a", 5, 110, 7), ("2/5/b", 5, 200, 0)]
-    db.write_customer(conn, 2, None, None, rows, datetime.now(UTC), False)
+    rows = [("2/5/a", 5, 110, 7, 0), ("2/5/b", 5, 200, 0, 0)]
+    db.write_customer(conn, SEED, 2, None, None, rows, datetime.now(UTC), False)
     assert conn.execute(
         'SELECT "Id", "Size", "ThumbnailSize" FROM "ImageStorage" ORDER BY 1'
     ).fetchall() == [("2/5/a", 110, 7), ("2/5/b", 200, 0)]
-
-
-def test_image_storage_leaves_half_of_each_page_free_for_its_rewrites(
-    conn: psycopg.Connection[Any],
-) -> None:
-    options = conn.execute("SELECT reloptions FROM pg_class WHERE relname = 'ImageStorage'")
-    assert options.fetchone() == (["fillfactor=50"],)
 
 
 def outcomes(conn: psycopg.Connection[Any]) -> list[tuple[int, str]]:

@@ -225,9 +225,14 @@ def test_sizes_beyond_5_gib_and_totals_beyond_2_to_the_32_stay_exact(
 ) -> None:
     register("2/5/a", "2/5/b", "2/6/c")
     huge = 5 * 2**30 + 1
-    rows = [("2/5/a", 5, huge, 2**33 + 3), ("2/5/b", 5, 2**40, 1), ("2/6/c", 6, 2**32, 0)]
+    rows = [
+        ("2/5/a", 5, huge, 2**33 + 3, 0),
+        ("2/5/b", 5, 2**40, 1, 0),
+        ("2/6/c", 6, 2**32, 0, 0),
+    ]
     with db.connect(database_url) as write:
-        db.write_customer(write, 2, None, None, rows, datetime.now(UTC), dry_run=False)
+        layout = db.detect_layout(write)
+        db.write_customer(write, layout, 2, None, None, rows, datetime.now(UTC), dry_run=False)
     assert customer_storage(conn)[(2, 0)] == (3, huge + 2**40 + 2**32, 2**33 + 4)
 
 
@@ -243,7 +248,7 @@ def test_attribution_memory_grows_with_assets_not_objects() -> None:
                 tally.add(LocationKind.ARTEFACT, "s", "", page)
         _, top = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        assert sum(size for size, _ in tally.sizes.values()) == 100_000 * pages_per_asset
+        assert sum(size for size, _, _ in tally.sizes.values()) == 100_000 * pages_per_asset
         return top
 
     one_page, twenty_pages = peak(1), peak(20)

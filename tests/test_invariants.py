@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from storage_calc import calculator
+from storage_calc import calculator, db
 from storage_calc.config import Settings
 from storage_calc.listing import S3Client, list_pages
 from storage_calc.model import AssetKey, Scope
@@ -93,9 +93,7 @@ def test_invariants_hold_after_any_runs_and_failures(
         for page in list_pages(s3, bucket, ""):
             for key, _ in page.objects:
                 s3.delete_object(Bucket=bucket, Key=key)
-    for asset in registered:
-        c, s, _ = asset.split("/", 2)
-        conn.execute('INSERT INTO "Images" VALUES (%s, %s, %s)', (asset, int(c), int(s)))
+    db.register_assets(conn, registered)
     stored = {(bucket, asset + rest): size for bucket, asset, rest, size in listed}
     for (bucket, key), size in stored.items():
         s3.put_object(Bucket=bucket, Key=key, Body=b"\0" * size)

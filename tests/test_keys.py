@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from storage_calc.keys import owner_id, parse_asset_id, parse_key
+from storage_calc.keys import is_adjunct, owner_id, parse_asset_id, parse_key
 from storage_calc.model import AssetKey
 
 
@@ -74,7 +74,22 @@ def test_parse_key_gives_the_asset_key() -> None:
 def test_an_asset_id_has_no_trailing_path() -> None:
     assert parse_asset_id("2/5/my-asset") == AssetKey(2, 5, "my-asset")
     assert parse_asset_id("2/5/my-asset/original") is None
-    assert parse_asset_id("2/0/my-asset") is None
+
+
+def test_an_asset_id_may_name_the_stub_space() -> None:
+    assert parse_asset_id("2/0/my-asset") == AssetKey(2, 0, "my-asset")
+
+
+def test_space_zero_is_attributable_only_where_it_is_the_stub_space() -> None:
+    assert owner_id("2/0/foo/original") is None
+    assert owner_id("2/0/foo/original", stub_space=True) == "2/0/foo"
+
+
+def test_an_adjunct_is_a_key_under_the_assets_adjuncts_folder() -> None:
+    assert is_adjunct("2/5/foo/adjuncts/alto.xml", "2/5/foo")
+    assert not is_adjunct("2/5/foo/original", "2/5/foo")
+    assert not is_adjunct("2/5/foo/info/adjuncts/x", "2/5/foo")
+    assert not is_adjunct("2/5/foo", "2/5/foo")
 
 
 segment = st.text(

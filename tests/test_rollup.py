@@ -14,18 +14,18 @@ def test_artefacts_and_thumbnails_are_summed_apart() -> None:
     tally = Tally({"2/5/foo": 5})
     tally.add(ART, "s", "", [("2/5/foo", 100), ("2/5/foo/original", 20)])
     tally.add(THUMB, "t", "", [("2/5/foo/open/100.jpg", 3)])
-    assert list(tally.asset_rows()) == [("2/5/foo", 5, 120, 3)]
+    assert list(tally.asset_rows()) == [("2/5/foo", 5, 120, 3, 0)]
 
 
 def test_a_registered_asset_without_objects_has_zero_figures() -> None:
     tally = Tally({"2/5/empty": 5})
-    assert list(tally.asset_rows()) == [("2/5/empty", 5, 0, 0)]
+    assert list(tally.asset_rows()) == [("2/5/empty", 5, 0, 0, 0)]
 
 
 def test_orphans_are_summarised_per_space_and_never_totalled() -> None:
     tally = Tally({"2/5/foo": 5})
     tally.add(ART, "s", "", [("2/5/gone", 7), ("2/5/gone/original", 8), ("2/6/other", 1)])
-    assert list(tally.asset_rows()) == [("2/5/foo", 5, 0, 0)]
+    assert list(tally.asset_rows()) == [("2/5/foo", 5, 0, 0, 0)]
     assert tally.space_orphans() == (
         SpaceOrphans(2, 5, 2, 15, 1, ("s3://s/2/5/gone", "s3://s/2/5/gone/original")),
         SpaceOrphans(2, 6, 1, 1, 1, ("s3://s/2/6/other",)),
@@ -42,13 +42,13 @@ def test_unattributed_keys_are_counted() -> None:
 def test_the_location_prefix_is_cut_before_attribution() -> None:
     tally = Tally({"2/5/foo": 5})
     tally.add(ART, "shared", "dlcs/", [("dlcs/2/5/foo", 4)])
-    assert list(tally.asset_rows()) == [("2/5/foo", 5, 4, 0)]
+    assert list(tally.asset_rows()) == [("2/5/foo", 5, 4, 0, 0)]
 
 
 def test_sizes_beyond_32_bits_stay_exact() -> None:
     tally = Tally({"2/5/big": 5})
     tally.add(ART, "s", "", [("2/5/big", 6 * 2**30), ("2/5/big/original", 2**40 + 1)])
-    assert list(tally.asset_rows()) == [("2/5/big", 5, 6 * 2**30 + 2**40 + 1, 0)]
+    assert list(tally.asset_rows()) == [("2/5/big", 5, 6 * 2**30 + 2**40 + 1, 0, 0)]
 
 
 objects = st.lists(
@@ -90,3 +90,29 @@ def test_distinct_orphan_assets_are_counted_up_to_a_cap(monkeypatch: object) -> 
     tally.add(ART, "s", "", [(f"2/5/gone-{n}", 1) for n in range(10)])
     (orphans,) = tally.space_orphans()
     assert (orphans.objects, orphans.bytes, orphans.assets) == (10, 10, 3)
+
+
+def test_space_zero_keys_belong_to_stub_assets_where_the_layout_has_a_stub_space() -> None:
+    tally = Tally({"2/0/stub": 0}, stub_space=True)
+    tally.add(LocationKind.ARTEFACT, "s", "", [("2/0/stub/original", 7), ("2/0/gone", 1)])
+    assert list(tally.asset_rows()) == [("2/0/stub", 0, 7, 0, 0)]
+    assert [(o.space, o.objects) for o in tally.space_orphans()] == [(0, 1)]
+
+
+def test_space_zero_keys_are_unattributed_where_space_zero_is_the_customer_row() -> None:
+    tally = Tally({})
+    tally.add(LocationKind.ARTEFACT, "s", "", [("2/0/stub/original", 7)])
+    assert (tally.unattributed_objects, tally.space_orphans()) == (1, ())
+
+
+def test_adjunct_keys_count_apart_from_artefacts_where_the_layout_tracks_them() -> None:
+    tally = Tally({"2/5/foo": 5}, split_adjuncts=True)
+    tally.add(LocationKind.ARTEFACT, "s", "", [("2/5/foo", 10), ("2/5/foo/adjuncts/a.xml", 3)])
+    tally.add(LocationKind.THUMBNAIL, "t", "", [("2/5/foo/adjuncts/x.jpg", 2)])
+    assert list(tally.asset_rows()) == [("2/5/foo", 5, 10, 2, 3)]
+
+
+def test_adjunct_keys_are_artefacts_where_the_layout_has_no_adjunct_column() -> None:
+    tally = Tally({"2/5/foo": 5})
+    tally.add(LocationKind.ARTEFACT, "s", "", [("2/5/foo", 10), ("2/5/foo/adjuncts/a.xml", 3)])
+    assert list(tally.asset_rows()) == [("2/5/foo", 5, 13, 0, 0)]

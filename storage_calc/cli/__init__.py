@@ -54,17 +54,52 @@ def db_group() -> None:
 
 
 @db_group.command("migrate")
+@option(
+    "--platform-schema",
+    type=click.Choice(db.PLATFORM_SCHEMAS),
+    default="seed",
+    show_default=True,
+    help="The layout of the platform's tables to create where none of them exists: seed "
+    "(customer row at space 0) or current (customer row at a NULL space, stub space 0, "
+    "adjunct columns). Existing platform tables are never altered.",
+)
 @database_option
-def migrate(**params: Any) -> None:
-    """Create whatever tables, indexes and policies are missing. Idempotent; drops nothing.
+def migrate(platform_schema: str, **params: Any) -> None:
+    """Create the platform's tables where none exists, and create or upgrade the project's own
+    schema (storage_calc), saying what it applied. Idempotent; drops and rewrites no data, and
+    alters no platform table that exists.
+
+    \b
+    Examples:
+        storage-calc db migrate --database-url postgresql://calc@db/platform
+        storage-calc db migrate --platform-schema current
+    """
+    with connected(params) as conn:
+        migrated = db.migrate(conn, platform_schema)
+        layout = db.detect_layout(conn)
+    if migrated.platform_created:
+        click.echo(f"created the platform's tables, {migrated.platform_created} layout", err=True)
+    for migration in migrated.applied:
+        click.echo(f"applied storage_calc {migration.version:04d}_{migration.name}", err=True)
+    click.echo(
+        f"schema is up to date; the platform's tables have the {layout.name} layout", err=True
+    )
+
+
+@db_group.command("status")
+@database_option
+def status(**params: Any) -> None:
+    """Print the layout of the platform's tables as the job reads it, the version of the
+    project's schema and what `db migrate` would do. Changes nothing.
 
     \b
     Example:
-        storage-calc db migrate --database-url postgresql://calc@db/platform
+        storage-calc db status
     """
     with connected(params) as conn:
-        db.migrate(conn)
-    click.echo("schema is up to date", err=True)
+        found = db.schema_status(conn)
+    for line in tables.schema_status(found, db.migrations()):
+        click.echo(line)
 
 
 @db_group.command("prune")

@@ -32,7 +32,8 @@ EXIT_USAGE = 2
 EXIT_LOCKED = 75
 
 CUSTOMER = click.IntRange(0, INT4_MAX)
-SPACE = click.IntRange(1, INT4_MAX)
+# Space 0 is accepted here; it is a space only where the database's layout has a stub space.
+SPACE = click.IntRange(0, INT4_MAX)
 
 
 class Failure(click.ClickException):

@@ -45,20 +45,27 @@ def print_resource(resource: dict[str, Any] | None, what: str) -> None:
 
 @show.command("customer")
 @click.argument("customer", type=CUSTOMER)
-@option("--space", type=click.IntRange(0, INT4_MAX), default=0, help="A space; 0 is the customer.")
+@option(
+    "--space",
+    type=click.IntRange(0, INT4_MAX),
+    help="A space instead of the customer. 0 is the stub space in the platform's current "
+    "layout and the customer-level row in the seed layout.",
+)
 @database_option
 @api_option
-def show_customer(customer: int, space: int, **params: Any) -> None:
-    """Print the CustomerStorage of a customer (or of one of its spaces).
+def show_customer(customer: int, space: int | None, **params: Any) -> None:
+    """Print the CustomerStorage of a customer (or of one of its spaces), with the @id the
+    platform's API gives it in the database's layout.
 
     \b
-    Example:
+    Examples:
+        storage-calc show customer 2
         storage-calc show customer 2 --space 5
     """
     settings = settings_from(params)
     with reported(), db.connect(database_url(settings)) as conn:
         resource = resources.customer_storage(conn, customer, space, settings.api_base_url)
-    what = f"customer {customer}" + (f" space {space}" if space else "")
+    what = f"customer {customer}" + ("" if space is None else f" space {space}")
     print_resource(resource, f"storage figures of {what}")
 
 

@@ -1,10 +1,94 @@
 -- Named queries used by storage_calc.db. Each block starts with "-- name: <name>", then a
 -- comment line saying what it does, then the SQL. Values are always bound as %(name)s.
 -- A NULL %(space)s or %(asset)s means "every space" or "every asset" of the customer.
+-- A line ending in "-- with: <feature>" is kept only where the platform's layout has that
+-- feature (a field of storage_calc.model.Layout), one ending in "-- without: <feature>" only
+-- where it has not.
 
 -- name: server_now
 -- The database clock: every timestamp the job writes comes from it, never from the host.
 SELECT now();
+
+-- name: platform_tables
+-- Which of the platform's tables exist (in the connection's search path).
+SELECT name FROM unnest(%(names)s::text[]) AS name
+WHERE to_regclass(quote_ident(name)) IS NOT NULL
+ORDER BY name;
+
+-- name: platform_columns
+-- The columns of the platform's tables whose layout the job depends on, with their nullability.
+SELECT c.relname AS table_name, a.attname AS column_name, NOT a.attnotnull AS nullable
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+WHERE a.attrelid IN (to_regclass('"ImageStorage"'), to_regclass('"CustomerStorage"'),
+                     to_regclass('"Adjuncts"'))
+  AND a.attnum > 0 AND NOT a.attisdropped;
+
+-- name: unique_keys
+-- The unique indexes (primary keys included) of ImageStorage and CustomerStorage: their
+-- columns, sorted, and the predicate of a partial index.
+SELECT c.relname AS table_name, ic.relname AS index_name,
+       array_agg(a.attname::text ORDER BY a.attname) AS columns,
+       pg_get_expr(i.indpred, i.indrelid) AS predicate
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indrelid
+JOIN pg_class ic ON ic.oid = i.indexrelid
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+WHERE i.indisunique AND i.indexprs IS NULL
+  AND i.indrelid IN (to_regclass('"ImageStorage"'), to_regclass('"CustomerStorage"'))
+GROUP BY c.relname, ic.relname, i.indpred, i.indrelid
+ORDER BY c.relname, ic.relname;
+
+-- name: create_migrations_table
+-- The record of the project's schema versions, made before anything else of the schema.
+CREATE SCHEMA IF NOT EXISTS storage_calc;
+CREATE TABLE IF NOT EXISTS storage_calc.migrations (
+    version int PRIMARY KEY,
+    name text NOT NULL,
+    applied timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: schema_state
+-- Whether the project's schema exists, and whether it records its versions (releases from
+-- before schema versions made the schema without the record).
+SELECT to_regnamespace('storage_calc') IS NOT NULL AS has_schema,
+       to_regclass('storage_calc.migrations') IS NOT NULL AS has_versions;
+
+-- name: applied_migrations
+-- The versions of the project's schema applied to this database.
+SELECT version FROM storage_calc.migrations ORDER BY version;
+
+-- name: record_migration
+-- Records a version of the project's schema as applied.
+INSERT INTO storage_calc.migrations (version, name) VALUES (%(version)s, %(name)s);
+
+-- name: drop_views
+-- Drops every view of the project's schema, so that views.sql can create them again with other
+-- columns, and the migrations can change the tables under them.
+DO $$
+DECLARE
+    view record;
+BEGIN
+    FOR view IN SELECT viewname FROM pg_views WHERE schemaname = 'storage_calc' LOOP
+        EXECUTE 'DROP VIEW IF EXISTS storage_calc.' || quote_ident(view.viewname) || ' CASCADE';
+    END LOOP;
+END
+$$;
+
+-- name: seed_default_policy
+-- The policy of new CustomerStorage rows, only where none exists: operators' policies are theirs.
+INSERT INTO "StoragePolicies" ("Id", "MaximumNumberOfStoredImages", "MaximumTotalSizeOfStoredImages")
+SELECT 'default', 1000000000, 1125899906842624
+WHERE NOT EXISTS (SELECT 1 FROM "StoragePolicies" WHERE "Id" = 'default');
+
+-- name: images_columns
+-- The columns of the platform's "Images" table, which has had 4 to 31 of them.
+SELECT attname FROM pg_attribute
+WHERE attrelid = '"Images"'::regclass AND attnum > 0 AND NOT attisdropped;
+
+-- name: registered
+-- Which of the given ids are registered assets.
+SELECT "Id" FROM "Images" WHERE "Id" = ANY (%(ids)s::text[]);
 
 -- name: all_customers
 -- Every customer that has registered assets or figures.
@@ -14,10 +98,11 @@ UNION SELECT "Customer" FROM "CustomerStorage"
 ORDER BY 1;
 
 -- name: registry
--- The registered assets of a scope, with their spaces (space 0 never holds assets).
+-- The registered assets of a scope, with their spaces (from space 0, the stub space, where the
+-- layout has one).
 SELECT "Id", "Space" FROM "Images"
 WHERE "Customer" = %(customer)s
-  AND "Space" > 0
+  AND "Space" >= %(first_space)s
   AND (%(space)s::int IS NULL OR "Space" = %(space)s)
   AND (%(asset)s::text IS NULL OR "Id" = %(asset)s);
 
@@ -45,13 +130,15 @@ CREATE TEMP TABLE storage_calc_figures (
     "Id" varchar(500) NOT NULL,
     "Space" int NOT NULL,
     "Size" bigint NOT NULL,
-    "ThumbnailSize" bigint NOT NULL
+    "ThumbnailSize" bigint NOT NULL,
+    "AdjunctSize" bigint NOT NULL
 ) ON COMMIT DROP;
 
 -- name: copy_figures
 -- Streams the per-asset figures into the staging table, in binary: no text to format here
 -- and parse on the server.
-COPY storage_calc_figures ("Id", "Space", "Size", "ThumbnailSize") FROM STDIN (FORMAT BINARY);
+COPY storage_calc_figures ("Id", "Space", "Size", "ThumbnailSize", "AdjunctSize")
+FROM STDIN (FORMAT BINARY);
 
 -- name: write_settings
 -- Planner settings for the rest of the write's transaction, whose statements join a customer's
@@ -75,10 +162,13 @@ ANALYZE storage_calc_figures;
 SELECT "Customer" AS customer, "Space" AS space, "StoragePolicy" AS storage_policy,
        "NumberOfStoredImages" AS number_of_stored_images,
        "TotalSizeOfStoredImages" AS total_size_of_stored_images,
-       "TotalSizeOfThumbnails" AS total_size_of_thumbnails, "LastCalculated" AS last_calculated
+       "TotalSizeOfThumbnails" AS total_size_of_thumbnails,
+       "NumberOfStoredAdjuncts" AS number_of_stored_adjuncts,  -- with: space_adjuncts
+       "TotalSizeOfStoredAdjuncts" AS total_size_of_stored_adjuncts,  -- with: space_adjuncts
+       "LastCalculated" AS last_calculated
 FROM "CustomerStorage"
 WHERE "Customer" = %(customer)s
-ORDER BY "Space"
+ORDER BY "Space" NULLS FIRST
 FOR UPDATE;
 
 -- name: update_image_storage
@@ -87,6 +177,7 @@ FOR UPDATE;
 UPDATE "ImageStorage" s SET
     "ThumbnailSize" = f."ThumbnailSize",
     "Size" = f."Size",
+    "AdjunctSize" = f."AdjunctSize",  -- with: asset_adjuncts
     "LastChecked" = %(checked)s,
     "CheckingInProgress" = false
 FROM storage_calc_figures f
@@ -97,9 +188,12 @@ WHERE s."Customer" = %(customer)s AND s."Id" = f."Id" AND s."Space" = f."Space";
 -- inserts one of these rows meanwhile, the unique violation sends the write to
 -- upsert_image_storage instead. Rows of assets unregistered since the listing started are
 -- removed afterwards by delete_unregistered.
-INSERT INTO "ImageStorage" ("Id", "Customer", "Space", "ThumbnailSize", "Size", "LastChecked",
-                            "CheckingInProgress")
-SELECT f."Id", %(customer)s, f."Space", f."ThumbnailSize", f."Size", %(checked)s, false
+INSERT INTO "ImageStorage" ("Id", "Customer", "Space", "ThumbnailSize", "Size",
+                            "AdjunctSize",  -- with: asset_adjuncts
+                            "LastChecked", "CheckingInProgress")
+SELECT f."Id", %(customer)s, f."Space", f."ThumbnailSize", f."Size",
+       f."AdjunctSize",  -- with: asset_adjuncts
+       %(checked)s, false
 FROM storage_calc_figures f
 WHERE NOT EXISTS (
     SELECT 1 FROM "ImageStorage" s
@@ -108,14 +202,18 @@ WHERE NOT EXISTS (
 
 -- name: upsert_image_storage
 -- Writes the staged figures of the assets that are still registered, whatever rows exist.
-INSERT INTO "ImageStorage" ("Id", "Customer", "Space", "ThumbnailSize", "Size", "LastChecked",
-                            "CheckingInProgress")
-SELECT f."Id", i."Customer", i."Space", f."ThumbnailSize", f."Size", %(checked)s, false
+INSERT INTO "ImageStorage" ("Id", "Customer", "Space", "ThumbnailSize", "Size",
+                            "AdjunctSize",  -- with: asset_adjuncts
+                            "LastChecked", "CheckingInProgress")
+SELECT f."Id", i."Customer", i."Space", f."ThumbnailSize", f."Size",
+       f."AdjunctSize",  -- with: asset_adjuncts
+       %(checked)s, false
 FROM storage_calc_figures f
 JOIN "Images" i ON i."Id" = f."Id" AND i."Customer" = %(customer)s AND i."Space" = f."Space"
 ON CONFLICT ("Id", "Customer", "Space") DO UPDATE SET
     "ThumbnailSize" = excluded."ThumbnailSize",
     "Size" = excluded."Size",
+    "AdjunctSize" = excluded."AdjunctSize",  -- with: asset_adjuncts
     "LastChecked" = excluded."LastChecked",
     "CheckingInProgress" = false;
 
@@ -131,50 +229,78 @@ WHERE s."Customer" = %(customer)s
   );
 
 -- name: upsert_space_rows
--- Recomputes the space rows of a scope from ImageStorage; a space left empty is zeroed. The
--- figures are summed in one pass over the scope's rows, before the join with the spaces.
+-- Recomputes the space rows of a scope from ImageStorage (and the hosted adjuncts of their
+-- assets, where the layout counts them); a space left empty is zeroed. The figures are summed
+-- in one pass over the scope's rows, before the join with the spaces. The conflict target names
+-- the current layout's partial unique index; the seed layout's primary key satisfies it too.
 WITH figures AS (
-    SELECT "Space", count(*) AS images, sum("Size") AS size, sum("ThumbnailSize") AS thumbnails
+    SELECT "Space", count(*) AS images, sum("Size") AS size,
+           sum("AdjunctSize") AS adjunct_size,  -- with: space_adjuncts
+           sum("ThumbnailSize") AS thumbnails
     FROM "ImageStorage"
-    WHERE "Customer" = %(customer)s AND "Space" > 0
+    WHERE "Customer" = %(customer)s AND "Space" >= %(first_space)s
       AND (%(space)s::int IS NULL OR "Space" = %(space)s)
     GROUP BY "Space"
+), adjuncts AS (  -- with: space_adjuncts
+    SELECT i."Space", count(*) AS adjuncts  -- with: space_adjuncts
+    FROM "Adjuncts" a JOIN "Images" i ON i."Id" = a."AssetId"  -- with: space_adjuncts
+    WHERE i."Customer" = %(customer)s AND i."Space" >= %(first_space)s  -- with: space_adjuncts
+      AND (%(space)s::int IS NULL OR i."Space" = %(space)s)  -- with: space_adjuncts
+      AND a."Origin" <> ''  -- with: space_adjuncts
+    GROUP BY i."Space"  -- with: space_adjuncts
 ), spaces AS (
     SELECT "Space" FROM figures
     UNION
     SELECT "Space" FROM "CustomerStorage"
-    WHERE "Customer" = %(customer)s AND "Space" > 0
+    WHERE "Customer" = %(customer)s AND "Space" >= %(first_space)s
       AND (%(space)s::int IS NULL OR "Space" = %(space)s)
 )
 INSERT INTO "CustomerStorage" ("Customer", "Space", "StoragePolicy", "NumberOfStoredImages",
-                               "TotalSizeOfStoredImages", "TotalSizeOfThumbnails", "LastCalculated")
+                               "TotalSizeOfStoredImages", "TotalSizeOfThumbnails",
+                               "NumberOfStoredAdjuncts", "TotalSizeOfStoredAdjuncts",  -- with: space_adjuncts
+                               "LastCalculated")
 SELECT %(customer)s, sp."Space", 'default', coalesce(f.images, 0), coalesce(f.size, 0),
-       coalesce(f.thumbnails, 0), now()
+       coalesce(f.thumbnails, 0),
+       coalesce(a.adjuncts, 0), coalesce(f.adjunct_size, 0),  -- with: space_adjuncts
+       now()
 FROM spaces sp
 LEFT JOIN figures f ON f."Space" = sp."Space"
-ON CONFLICT ("Customer", "Space") DO UPDATE SET
+LEFT JOIN adjuncts a ON a."Space" = sp."Space"  -- with: space_adjuncts
+ON CONFLICT ("Customer", "Space") WHERE "Space" IS NOT NULL DO UPDATE SET
     "StoragePolicy" = coalesce("CustomerStorage"."StoragePolicy", excluded."StoragePolicy"),
     "NumberOfStoredImages" = excluded."NumberOfStoredImages",
     "TotalSizeOfStoredImages" = excluded."TotalSizeOfStoredImages",
     "TotalSizeOfThumbnails" = excluded."TotalSizeOfThumbnails",
+    "NumberOfStoredAdjuncts" = excluded."NumberOfStoredAdjuncts",  -- with: space_adjuncts
+    "TotalSizeOfStoredAdjuncts" = excluded."TotalSizeOfStoredAdjuncts",  -- with: space_adjuncts
     "LastCalculated" = excluded."LastCalculated";
 
 -- name: upsert_customer_row
--- Recomputes the customer row (space 0) as the sum of its space rows, if it has any rows.
+-- Recomputes the customer-level row (space 0, or NULL in the current layout) as the sum of its
+-- space rows, if it has any rows. Its conflict target is the layout's key of that row.
 INSERT INTO "CustomerStorage" ("Customer", "Space", "StoragePolicy", "NumberOfStoredImages",
-                               "TotalSizeOfStoredImages", "TotalSizeOfThumbnails", "LastCalculated")
-SELECT %(customer)s, 0, 'default', coalesce(sum("NumberOfStoredImages"), 0),
-       coalesce(sum("TotalSizeOfStoredImages"), 0), coalesce(sum("TotalSizeOfThumbnails"), 0), now()
+                               "TotalSizeOfStoredImages", "TotalSizeOfThumbnails",
+                               "NumberOfStoredAdjuncts", "TotalSizeOfStoredAdjuncts",  -- with: space_adjuncts
+                               "LastCalculated")
+SELECT %(customer)s, %(customer_space)s::int, 'default', coalesce(sum("NumberOfStoredImages"), 0),
+       coalesce(sum("TotalSizeOfStoredImages"), 0), coalesce(sum("TotalSizeOfThumbnails"), 0),
+       coalesce(sum("NumberOfStoredAdjuncts"), 0),  -- with: space_adjuncts
+       coalesce(sum("TotalSizeOfStoredAdjuncts"), 0),  -- with: space_adjuncts
+       now()
 FROM "CustomerStorage"
-WHERE "Customer" = %(customer)s AND "Space" > 0
+WHERE "Customer" = %(customer)s AND "Space" >= %(first_space)s
 HAVING count(*) > 0 OR EXISTS (
-    SELECT 1 FROM "CustomerStorage" WHERE "Customer" = %(customer)s AND "Space" = 0
+    SELECT 1 FROM "CustomerStorage"
+    WHERE "Customer" = %(customer)s AND "Space" IS NOT DISTINCT FROM %(customer_space)s::int
 )
-ON CONFLICT ("Customer", "Space") DO UPDATE SET
+ON CONFLICT ("Customer", "Space") DO UPDATE SET  -- without: customer_row_at_null
+ON CONFLICT ("Customer") WHERE "Space" IS NULL DO UPDATE SET  -- with: customer_row_at_null
     "StoragePolicy" = coalesce("CustomerStorage"."StoragePolicy", excluded."StoragePolicy"),
     "NumberOfStoredImages" = excluded."NumberOfStoredImages",
     "TotalSizeOfStoredImages" = excluded."TotalSizeOfStoredImages",
     "TotalSizeOfThumbnails" = excluded."TotalSizeOfThumbnails",
+    "NumberOfStoredAdjuncts" = excluded."NumberOfStoredAdjuncts",  -- with: space_adjuncts
+    "TotalSizeOfStoredAdjuncts" = excluded."TotalSizeOfStoredAdjuncts",  -- with: space_adjuncts
     "LastCalculated" = excluded."LastCalculated";
 
 -- name: insert_run
@@ -222,11 +348,15 @@ VALUES (%(run_id)s, %(customer)s, %(space)s, %(asset)s, %(outcome)s, %(objects)s
 DELETE FROM storage_calc.runs WHERE started < %(before)s;
 
 -- name: insert_change
--- Records a CustomerStorage row a run changed, with its figures before and after.
+-- Records a CustomerStorage row a run changed, with its figures before and after; the
+-- customer-level row has a NULL space, whatever the layout.
 INSERT INTO storage_calc.changes (run_id, customer, space, images_before, images_after,
-                                  size_before, size_after, thumbnails_before, thumbnails_after)
+                                  size_before, size_after, thumbnails_before, thumbnails_after,
+                                  adjuncts_before, adjuncts_after, adjunct_size_before,
+                                  adjunct_size_after)
 VALUES (%(run_id)s, %(customer)s, %(space)s, %(images_before)s, %(images_after)s,
-        %(size_before)s, %(size_after)s, %(thumbnails_before)s, %(thumbnails_after)s);
+        %(size_before)s, %(size_after)s, %(thumbnails_before)s, %(thumbnails_after)s,
+        %(adjuncts_before)s, %(adjuncts_after)s, %(adjunct_size_before)s, %(adjunct_size_after)s);
 
 -- name: insert_orphans
 -- Records the orphans a run found in one space.
@@ -234,18 +364,23 @@ INSERT INTO storage_calc.orphans (run_id, customer, space, objects, bytes, asset
 VALUES (%(run_id)s, %(customer)s, %(space)s, %(objects)s, %(bytes)s, %(assets)s, %(examples)s);
 
 -- name: customer_storage
--- One CustomerStorage row.
+-- One CustomerStorage row; a NULL %(space)s is the current layout's customer-level row.
 SELECT "Customer" AS customer, "Space" AS space, "StoragePolicy" AS storage_policy,
        "NumberOfStoredImages" AS number_of_stored_images,
        "TotalSizeOfStoredImages" AS total_size_of_stored_images,
-       "TotalSizeOfThumbnails" AS total_size_of_thumbnails, "LastCalculated" AS last_calculated
+       "TotalSizeOfThumbnails" AS total_size_of_thumbnails,
+       "NumberOfStoredAdjuncts" AS number_of_stored_adjuncts,  -- with: space_adjuncts
+       "TotalSizeOfStoredAdjuncts" AS total_size_of_stored_adjuncts,  -- with: space_adjuncts
+       "LastCalculated" AS last_calculated
 FROM "CustomerStorage"
-WHERE "Customer" = %(customer)s AND "Space" = %(space)s;
+WHERE "Customer" = %(customer)s AND "Space" IS NOT DISTINCT FROM %(space)s::int;
 
 -- name: image_storage
 -- One ImageStorage row.
 SELECT "Id" AS id, "Customer" AS customer, "Space" AS space, "ThumbnailSize" AS thumbnail_size,
-       "Size" AS size, "LastChecked" AS last_checked, "CheckingInProgress" AS checking_in_progress
+       "Size" AS size,
+       "AdjunctSize" AS adjunct_size,  -- with: asset_adjuncts
+       "LastChecked" AS last_checked, "CheckingInProgress" AS checking_in_progress
 FROM "ImageStorage"
 WHERE "Id" = %(id)s AND "Customer" = %(customer)s AND "Space" = %(space)s;
 
@@ -285,7 +420,7 @@ LIMIT %(limit)s;
 -- name: drift_since
 -- The CustomerStorage rows changed by runs started since a time: figures before the first change
 -- and after the last, and the bytes the runs corrected (the sum of the absolute changes each run
--- made). Customer rows only, unless one customer is asked for.
+-- made). Customer-level rows (a NULL space) only, unless one customer is asked for.
 SELECT c.customer, c.space, count(*) AS runs,
        (array_agg(c.images_before ORDER BY c.run_id))[1] AS images_before,
        (array_agg(c.images_after ORDER BY c.run_id DESC))[1] AS images_after,
@@ -299,10 +434,11 @@ SELECT c.customer, c.space, count(*) AS runs,
 FROM storage_calc.changes c
 JOIN storage_calc.runs r ON r.id = c.run_id
 WHERE r.started >= %(since)s
-  AND (%(customer)s::int IS NULL AND c.space = 0 OR c.customer = %(customer)s)
+  AND (%(customer)s::int IS NULL AND c.space IS NULL OR c.customer = %(customer)s)
 GROUP BY c.customer, c.space
 ORDER BY abs((array_agg(c.size_after ORDER BY c.run_id DESC))[1]
-             - (array_agg(c.size_before ORDER BY c.run_id))[1]) DESC, c.customer, c.space;
+             - (array_agg(c.size_before ORDER BY c.run_id))[1]) DESC, c.customer,
+         c.space NULLS FIRST;
 
 -- name: customer_orphans
 -- Customers whose latest complete computation found orphans.
