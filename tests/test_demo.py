@@ -39,6 +39,7 @@ def test_demo_prints_the_customer_space_and_asset_then_show_works(
     assert space["numberOfStoredImages"] == 12
     assert (asset["size"], asset["thumbnailSize"]) == (4082121, 115874)
     assert (data_home / "storage-calc" / "pgdata" / "PG_VERSION").exists()
+    assert "the platform's tables have the seed layout\n" in result.stderr
 
     shown = runner.invoke(cli, ["show", "customer", "2"])
     assert shown.exit_code == 0, shown.stderr

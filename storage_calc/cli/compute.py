@@ -219,15 +219,18 @@ def demo_command(**params: Any) -> None:
     """Run the whole job on embedded services and print what it computed.
 
     Starts a local S3 endpoint on 127.0.0.1 with a small sample (customer 2, spaces 5 and 7),
-    registers the sample's assets, runs the calculator over HTTP and prints the customer, space
-    and asset resources. The figures stay in the database, so `storage-calc show customer 2`
-    works afterwards; the S3 endpoint stops when the demo ends.
+    registers the sample's assets, runs the calculator over HTTP, says which layout of the
+    platform's tables it wrote and prints the customer, space and asset resources. The figures
+    stay in the database, so `storage-calc show customer 2` works afterwards; the S3 endpoint
+    stops when the demo ends.
     """
     from storage_calc import demo
 
     settings = settings_from(params)
     with reported():
         report, resources = demo.run_demo(settings, database_url(settings))
+    if report.layout is not None:
+        click.echo(f"the platform's tables have the {report.layout.name} layout", err=True)
     for resource in resources:
         click.echo(jsonld.render(resource))
     exit_with(report)
