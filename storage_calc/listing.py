@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,15 @@ DEFAULT_MAX_ATTEMPTS = 10
 # Where `read_listing` leaves its page in botocore's parsed response.
 PAGE = "StorageCalcPage"
 
+# The bucket and prefix the calling thread is listing. botocore hands its before-parse handlers
+# the response but not the request, and calls them on the thread that made the call (retries
+# included), so this is how `read_listing` knows what a valid answer must be a listing of.
+_requested = threading.local()
+
+
+class InvalidListing(ValueError):
+    """A response with status 200 that is not a well-formed listing of what was asked."""
+
 
 @dataclass(frozen=True)
 class Page:
@@ -52,7 +62,8 @@ def make_s3_client(max_connections: int) -> S3Client:
 
     Its ListObjectsV2 responses are read by `read_listing`: botocore still signs, retries and
     reports errors, but never builds a dictionary with a parsed datetime for every listed key,
-    which is most of its work per key and which the job never reads.
+    which is most of its work per key and which the job never reads. A configuration botocore
+    refuses (a malformed endpoint URL, retry setting or region) is a ConfigError.
     """
     session = botocore.session.Session()
     session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
@@ -64,7 +75,7 @@ def make_s3_client(max_connections: int) -> S3Client:
             read_timeout=60,
         )
         client = session.create_client("s3", config=config)
-    except BotoCoreError as exc:
+    except (BotoCoreError, ValueError) as exc:
         raise ConfigError(f"the AWS configuration is unusable: {exc}") from exc
     read_listings_first(client.meta.events)
     return client
@@ -73,7 +84,13 @@ def make_s3_client(max_connections: int) -> S3Client:
 def retry_config(session: botocore.session.Session) -> dict[str, Any]:
     """The operator's retry mode and attempts where set, the job's defaults otherwise."""
     mode = os.environ.get("AWS_RETRY_MODE") or session.get_scoped_config().get("retry_mode")
-    attempts = session.get_config_variable("max_attempts")
+    try:
+        attempts = session.get_config_variable("max_attempts")
+    except ValueError as exc:
+        raise ConfigError(
+            f"the AWS configuration is unusable: max_attempts (AWS_MAX_ATTEMPTS) is not a whole "
+            f"number: {exc}"
+        ) from exc
     return {
         "mode": mode or DEFAULT_RETRY_MODE,
         "total_max_attempts": int(attempts or DEFAULT_MAX_ATTEMPTS),
@@ -108,20 +125,56 @@ def read_listing(
     What botocore is left to parse is only what drives the listing: `IsTruncated` and
     `NextContinuationToken`. Keys arrive URL-encoded because botocore asks for
     `EncodingType=url` (the job never sets it itself), so they are decoded here, exactly once,
-    the way botocore would (`unquote_plus`). Anything else (an error status, an `<Error>` sent
-    with 200, a truncated or malformed body) is left as it came, for botocore to report or
-    retry as usual.
+    the way botocore would (`unquote_plus`). An error status, an `<Error>` sent with 200 and a
+    body cut short are left as they came, for botocore to report or retry as usual. Any other
+    answer with status 200 that is not a well-formed listing of the requested bucket and
+    prefix (an empty body, an HTML page, other XML, a size that is not a number) becomes a 500
+    with an `InvalidListing` error, which botocore retries like any 500: taken for a last,
+    empty page, it would have written a customer from part of its listing.
     """
     if operation_model.name != "ListObjectsV2" or response_dict["status_code"] != 200:
         return
     try:
         root = ElementTree.fromstring(response_dict["body"])
     except ElementTree.ParseError:
+        if response_dict["body"].strip():
+            return
+        root = None
+    if root is not None and root.tag == "Error":
         return
+    try:
+        page, tail = parse_listing(root, getattr(_requested, "listing", None))
+    except InvalidListing as exc:
+        response_dict["status_code"] = 500
+        response_dict["body"] = (
+            f"<Error><Code>InvalidListing</Code><Message>{escape(str(exc))}</Message></Error>"
+        ).encode()
+        return
+    customized_response_dict[PAGE] = page
+    response_dict["body"] = tail
+
+
+def parse_listing(
+    root: ElementTree.Element | None, requested: tuple[str, str] | None
+) -> tuple[Page, bytes]:
+    """The page of a ListBucketResult, and the short body left for botocore to parse; an
+    InvalidListing saying why if it is not a well-formed listing of `requested` (bucket,
+    prefix)."""
+    if root is None:
+        raise InvalidListing("the answer was empty")
     ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
     if root.tag != f"{ns}ListBucketResult":
-        return
+        raise InvalidListing(f"the answer was a {root.tag.removeprefix(ns)!r}, not a listing")
     decode = unquote_plus if root.findtext(f"{ns}EncodingType") == "url" else str
+    if requested is not None:
+        found = (root.findtext(f"{ns}Name") or "", decode(root.findtext(f"{ns}Prefix") or ""))
+        if found != requested:
+            raise InvalidListing(
+                f"the answer listed s3://{found[0]}/{found[1]}, not s3://{'/'.join(requested)}"
+            )
+    truncated = root.findtext(f"{ns}IsTruncated")
+    if truncated not in ("true", "false"):
+        raise InvalidListing(f"the answer's IsTruncated is {truncated!r}, not true or false")
     key_tag, size_tag = f"{ns}Key", f"{ns}Size"
     objects = []
     for contents in root.iterfind(f"{ns}Contents"):
@@ -131,23 +184,23 @@ def read_listing(
                 key = field.text or ""
             elif field.tag == size_tag:
                 size = field.text
-        objects.append((decode(key or ""), int(size or 0)))
+        if key is None or size is None or not size.isascii() or not size.isdigit():
+            raise InvalidListing(f"the answer has an object with key {key!r} and size {size!r}")
+        objects.append((decode(key), int(size)))
     prefixes = [
         decode(p.findtext(f"{ns}Prefix") or "") for p in root.iterfind(f"{ns}CommonPrefixes")
     ]
-    customized_response_dict[PAGE] = Page(objects, prefixes)
-    truncated = escape(root.findtext(f"{ns}IsTruncated") or "false")
     token = root.findtext(f"{ns}NextContinuationToken")
     rest = f"<NextContinuationToken>{escape(token)}</NextContinuationToken>" if token else ""
-    response_dict["body"] = (
-        f"<ListBucketResult><IsTruncated>{truncated}</IsTruncated>{rest}</ListBucketResult>"
-    ).encode()
+    tail = f"<ListBucketResult><IsTruncated>{truncated}</IsTruncated>{rest}</ListBucketResult>"
+    return Page(objects, prefixes), tail.encode()
 
 
 def list_pages(
     client: S3Client, bucket: str, prefix: str, delimiter: str | None = None, max_keys: int = 1000
 ) -> Iterator[Page]:
-    """Every page of objects under `prefix`, following continuation tokens.
+    """Every page of objects under `prefix`, following continuation tokens until a page says
+    it is not truncated.
 
     botocore URL-decodes keys exactly once because it sets `EncodingType=url` itself. A page
     that says it is truncated but gives no new token is an error, never the end of the listing
@@ -158,11 +211,12 @@ def list_pages(
         request["Delimiter"] = delimiter
     seen_tokens: set[str] = set()
     while True:
-        response = call_s3(client.list_objects_v2, request, f"s3://{bucket}/{prefix}")
-        yield response.get(PAGE) or Page(
-            [(o["Key"], o["Size"]) for o in response.get("Contents", ())],
-            [p["Prefix"] for p in response.get("CommonPrefixes", ())],
-        )
+        _requested.listing = (bucket, prefix)
+        try:
+            response = call_s3(client.list_objects_v2, request, f"s3://{bucket}/{prefix}")
+        finally:
+            _requested.listing = None
+        yield response[PAGE]
         if not response.get("IsTruncated"):
             return
         token = response.get("NextContinuationToken")

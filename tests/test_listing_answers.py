@@ -1,0 +1,126 @@
+"""Answers with status 200 that are not a listing of what was asked (empty, an HTML page from a
+proxy, other XML, another bucket or prefix, a size that is not a number) are errors: retried
+like a 500, then failing only their customer, never taken for the end of a listing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from botocore.awsrequest import AWSResponse
+
+from storage_calc import calculator
+from storage_calc.config import Settings
+from storage_calc.listing import S3Client, make_s3_client
+from storage_calc.model import Outcome
+from tests.conftest import STORAGE, RawBody
+
+Conn = psycopg.Connection[Any]
+NS = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
+
+
+def listing(
+    name: str = STORAGE, prefix: str = "2/5/", size: str = "1", truncated: str | None = "false"
+) -> bytes:
+    flag = "" if truncated is None else f"<IsTruncated>{truncated}</IsTruncated>"
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult {NS}><Name>{name}</Name>'
+        f"<Prefix>{prefix}</Prefix><KeyCount>1</KeyCount><MaxKeys>1000</MaxKeys>{flag}"
+        f"<Contents><Key>2/5/a</Key><Size>{size}</Size></Contents></ListBucketResult>"
+    ).encode()
+
+
+ANSWERS = {
+    "empty": b"",
+    "html": b"<!DOCTYPE html><html><body><p>502 Bad Gateway<br></body></html>",
+    "xhtml": b'<html xmlns="http://www.w3.org/1999/xhtml"><body>Bad Gateway</body></html>',
+    "other xml": f"<ListAllMyBucketsResult {NS}><Buckets/></ListAllMyBucketsResult>".encode(),
+    "other bucket": listing(name="dlcs-thumbs"),
+    "other prefix": listing(prefix="2/6/"),
+    "size not a number": listing(size="12kB"),
+    "no IsTruncated": listing(truncated=None),
+}
+
+
+@pytest.fixture
+def s3_two_attempts(s3: S3Client, monkeypatch: pytest.MonkeyPatch) -> S3Client:
+    """A client of the same moto S3 that gives up after two attempts, so that a fault on every
+    attempt fails in well under a second."""
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    return make_s3_client(max_connections=4)
+
+
+@pytest.fixture
+def answer_listing() -> Iterator[Callable[..., list[int]]]:
+    """answer_listing(client, marker, body, times): list requests whose URL contains `marker`
+    get `body` with status 200 instead of S3's answer, `times` times (every time if None).
+    Returns a list that grows by one for every request answered so."""
+    registered: list[tuple[S3Client, Any]] = []
+
+    def answer_listing(
+        client: S3Client, marker: str, body: bytes, times: int | None = None
+    ) -> list[int]:
+        answered: list[int] = []
+
+        def answer(request: Any, **_: Any) -> AWSResponse | None:
+            if marker in request.url and (times is None or len(answered) < times):
+                answered.append(1)
+                return AWSResponse(request.url, 200, {}, RawBody(body))
+            return None
+
+        client.meta.events.register("before-send.s3.ListObjectsV2", answer)
+        registered.append((client, answer))
+        return answered
+
+    yield answer_listing
+    for client, answer in registered:
+        client.meta.events.unregister("before-send.s3.ListObjectsV2", answer)
+
+
+@pytest.fixture
+def two_customers(register: Callable[..., None], put: Callable[..., None]) -> None:
+    register("2/5/a", "2/5/b", "3/1/c")
+    put(STORAGE, {"2/5/a": 100, "2/5/b": 200, "3/1/c": 300})
+
+
+def figures(conn: Conn) -> dict[tuple[int, int], tuple[int, int]]:
+    rows = conn.execute(
+        'SELECT "Customer", "Space", "NumberOfStoredImages", "TotalSizeOfStoredImages"'
+        ' FROM "CustomerStorage"'
+    )
+    return {(c, s): (n, size) for c, s, n, size in rows}
+
+
+@pytest.mark.parametrize("body", ANSWERS.values(), ids=ANSWERS.keys())
+def test_an_answer_that_is_not_the_listing_asked_for_is_retried_to_exact_figures(
+    body: bytes, two_customers: None, settings: Settings, s3: S3Client, conn: Conn,
+    answer_listing: Callable[..., list[int]],
+) -> None:  # fmt: skip
+    answered = answer_listing(s3, "prefix=2%2F5%2F", body, times=1)
+    report = calculator.run(settings, settings.database_url or "", s3)
+    assert report.outcome == "done"
+    assert answered == [1]
+    assert figures(conn) == {(2, 0): (2, 300), (2, 5): (2, 300), (3, 0): (1, 300), (3, 1): (1, 300)}
+
+
+@pytest.mark.parametrize("body", ANSWERS.values(), ids=ANSWERS.keys())
+def test_an_answer_that_is_never_the_listing_asked_for_fails_only_its_customer(
+    body: bytes, two_customers: None, settings: Settings, s3_two_attempts: S3Client, conn: Conn,
+    answer_listing: Callable[..., list[int]],
+) -> None:  # fmt: skip
+    calculator.run(settings, settings.database_url or "", s3_two_attempts)
+    before = figures(conn)
+    s3_two_attempts.put_object(Bucket=STORAGE, Key="2/5/a/more", Body=b"\0" * 5)
+    answered = answer_listing(s3_two_attempts, "prefix=2%2F5%2F", body)
+    report = calculator.run(settings, settings.database_url or "", s3_two_attempts)
+    failed, done = report.customers
+    assert (failed.customer, failed.outcome, done.customer, done.outcome) == (
+        2, Outcome.FAILED, 3, Outcome.DONE,
+    )  # fmt: skip
+    assert "listing s3://dlcs-storage/2/5/ failed after retries" in (failed.error or "")
+    assert len(answered) == 2
+    assert figures(conn) == before
+    flags = conn.execute('SELECT DISTINCT "CheckingInProgress" FROM "ImageStorage"').fetchall()
+    assert flags == [(False,)]
