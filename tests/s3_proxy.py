@@ -22,6 +22,7 @@ class Rule:
     marker: str
     status: int = 0
     code: str = ""
+    body: bytes | None = None
     drop: bool = False
     times: int | None = None
     hold: threading.Event | None = None
@@ -62,7 +63,7 @@ class S3Proxy:
 
             def answer_error(self, rule: Rule) -> None:
                 payload = f"<Error><Code>{rule.code}</Code><Message>{rule.code}</Message></Error>"
-                data = payload.encode()
+                data = payload.encode() if rule.body is None else rule.body
                 self.send_response(rule.status)
                 self.send_header("Content-Type", "application/xml")
                 self.send_header("Content-Length", str(len(data)))
@@ -112,6 +113,12 @@ class S3Proxy:
 
     def fail(self, marker: str, status: int, code: str, times: int | None = None) -> Rule:
         rule = Rule(marker, status=status, code=code, times=times)
+        self.rules.append(rule)
+        return rule
+
+    def answer(self, marker: str, body: bytes, times: int | None = None) -> Rule:
+        """Answers matching requests with status 200 and `body` instead of the server's answer."""
+        rule = Rule(marker, status=200, body=body, times=times)
         self.rules.append(rule)
         return rule
 

@@ -15,6 +15,7 @@ from storage_calc.config import Settings
 from storage_calc.listing import make_s3_client
 from storage_calc.model import Outcome
 from tests.s3_proxy import S3Proxy
+from tests.test_listing_answers import ANSWERS
 
 Conn = psycopg.Connection[Any]
 
@@ -118,6 +119,37 @@ def test_a_page_that_keeps_failing_fails_only_its_customer(
     assert [r[:5] for r in after if r[0] == 3] == [(3, 0, 1, 10, 0), (3, 1, 1, 10, 0)]
     flags = conn.execute('SELECT DISTINCT "CheckingInProgress" FROM "ImageStorage"').fetchall()
     assert flags == [(False,)]
+
+
+@pytest.mark.parametrize("body", ANSWERS.values(), ids=ANSWERS.keys())
+def test_an_answer_that_is_not_the_listing_asked_for_is_retried_to_exact_figures(
+    body: bytes, layout: None, weed_settings: Settings, conn: Conn, through_proxy: S3Proxy
+) -> None:
+    rule = through_proxy.answer("prefix=2%2F5%2F", body, times=1)
+    assert run(weed_settings).outcome == "done"
+    assert rule.matched == 1
+    assert image_storage(conn) == expected()
+
+
+@pytest.mark.parametrize("body", ANSWERS.values(), ids=ANSWERS.keys())
+def test_an_answer_that_is_never_the_listing_asked_for_fails_only_its_customer(
+    body: bytes, layout: None, register: Callable[..., None], weed_put: Callable[..., None],
+    buckets: Any, weed_settings: Settings, conn: Conn, through_proxy: S3Proxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    register("3/1/other")
+    weed_put(buckets[0], {"3/1/other": 8})
+    run(weed_settings)
+    before = customer_rows(conn)
+    weed_put(buckets[0], {"2/5/foo/more": 1})
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    rule = through_proxy.answer(f"/{buckets[0]}?list-type=2&prefix=2%2F5%2F", body)
+    report = run(weed_settings)
+    assert rule.matched == 2
+    assert [(c.customer, c.outcome) for c in report.customers] == [
+        (2, Outcome.FAILED), (3, Outcome.DONE)
+    ]  # fmt: skip
+    assert [r for r in customer_rows(conn) if r[0] == 2] == [r for r in before if r[0] == 2]
 
 
 def test_the_cli_names_the_failed_customer_and_exits_1(
