@@ -313,7 +313,7 @@ def start_customer(job: Job, database: Database, customer: int, scope: Scope) ->
         pending.listing = job.customers.submit(
             list_customer, job, customer, scope, pending.registry
         )
-    except StorageCalcError as exc:
+    except Exception as exc:
         pending.result = give_up(database, pending, exc)
     return pending
 
@@ -339,7 +339,7 @@ def finish_customer(job: Job, database: Database, pending: Pending) -> CustomerR
                 tally.space_orphans(), changes,
             )  # fmt: skip
             release(database, pending.customer)
-        except StorageCalcError as exc:
+        except Exception as exc:
             pending.result = give_up(database, pending, exc)
     result = replace(pending.result, seconds=round(time.monotonic() - pending.began, 3))
     if result.outcome is not Outcome.LOCKED:
@@ -354,12 +354,21 @@ def finish_customer(job: Job, database: Database, pending: Pending) -> CustomerR
     return result
 
 
-def give_up(database: Database, pending: Pending, exc: StorageCalcError) -> CustomerResult:
-    """A failed customer keeps its previous figures: clear its flags, release its lock."""
+def give_up(database: Database, pending: Pending, exc: Exception) -> CustomerResult:
+    """A failed customer keeps its previous figures: clear its flags, release its lock.
+
+    Any exception fails the customer alone, the unexpected ones too (a bug, or an answer no
+    check foresaw): named in the result and logged with their traceback, while the run goes on
+    with the next customer.
+    """
     if pending.flagged:
         clear_flags(database, pending.customer, pending.space, pending.asset_id)
     release(database, pending.customer)
-    return CustomerResult(pending.customer, Outcome.FAILED, error=str(exc))
+    error = str(exc)
+    if not isinstance(exc, StorageCalcError):
+        error = f"unexpected error: {type(exc).__name__}: {exc}"
+        log.error("customer_error", customer=pending.customer, error=error, exc_info=exc)
+    return CustomerResult(pending.customer, Outcome.FAILED, error=error)
 
 
 def clear_flags(database: Database, customer: int, space: int | None, asset: str | None) -> None:

@@ -133,9 +133,14 @@ def connection_options(application_name: str = "storage-calc") -> dict[str, Any]
 
 
 def connect(url: str) -> Connection:
-    """A connection with `connection_options()`."""
-    with translated("cannot connect to the database"):
+    """A connection with `connection_options()`; a URL that is not a PostgreSQL connection
+    string is a ConfigError, a server that cannot be reached a DatabaseError."""
+    try:
         return psycopg.connect(url, **connection_options())
+    except psycopg.ProgrammingError as exc:
+        raise ConfigError(f"the database URL is malformed: {_first_line(exc)}") from exc
+    except psycopg.Error as exc:
+        raise DatabaseError(f"cannot connect to the database: {_first_line(exc)}") from exc
 
 
 def execute(

@@ -253,3 +253,37 @@ def test_attribution_memory_grows_with_assets_not_objects() -> None:
 
     one_page, twenty_pages = peak(1), peak(20)
     assert twenty_pages < 1.2 * one_page, (one_page, twenty_pages)
+
+
+def test_an_unexpected_exception_fails_only_its_customer_with_its_flags_cleared(
+    register: Callable[..., None], put: Callable[..., None], settings: Settings, s3: S3Client,
+    conn: Conn, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    register("2/5/a", "3/1/b")
+    put(STORAGE, {"2/5/a": 10, "3/1/b": 20})
+    run(settings, s3)
+    before = customer_storage(conn)
+    put(STORAGE, {"2/5/a/more": 5, "3/1/b/more": 5})
+    add = Tally.add
+
+    def add_failing_for_customer_2(
+        self: Tally, kind: Any, bucket: str, prefix: str, objects: Any
+    ) -> None:
+        objects = list(objects)
+        if any(key.startswith("2/") for key, _ in objects):
+            raise KeyError("a bug")
+        add(self, kind, bucket, prefix, objects)
+
+    monkeypatch.setattr(Tally, "add", add_failing_for_customer_2)
+    report = run(settings, s3)
+    failed, done = report.customers
+    assert (failed.customer, failed.outcome) == (2, Outcome.FAILED)
+    assert failed.error == "unexpected error: KeyError: 'a bug'"
+    assert (done.customer, done.outcome) == (3, Outcome.DONE)
+    after = customer_storage(conn)
+    assert {k: v for k, v in after.items() if k[0] == 2} == {
+        k: v for k, v in before.items() if k[0] == 2
+    }
+    assert after[(3, 0)] == (1, 25, 0)
+    flags = conn.execute('SELECT DISTINCT "CheckingInProgress" FROM "ImageStorage"').fetchall()
+    assert flags == [(False,)]

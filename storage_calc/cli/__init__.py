@@ -33,6 +33,10 @@ class OneLineErrors(click.Group):
         except click.Abort:
             click.echo("Error: interrupted", err=True)
             sys.exit(EXIT_FAILED)
+        except Exception as exc:
+            # A bug, or a failure no check foresaw: still one line, never a traceback.
+            click.echo(f"Error: unexpected {type(exc).__name__}: {exc}", err=True)
+            sys.exit(EXIT_FAILED)
         sys.exit(code if isinstance(code, int) else 0)
 
 
