@@ -27,6 +27,7 @@ from storage_calc.model import (
     CustomerResult,
     Layout,
     Location,
+    Misfiled,
     Outcome,
     RunReport,
     Scope,
@@ -286,6 +287,7 @@ class Pending:
     asset_id: str | None
     began: float = field(default_factory=time.monotonic)
     registry: dict[str, int] = field(default_factory=dict)
+    misfiled: Misfiled = field(default_factory=Misfiled)
     checked: datetime | None = None
     flagged: bool = False
     listing: Future[Tally] | None = None
@@ -305,6 +307,16 @@ def start_customer(job: Job, database: Database, customer: int, scope: Scope) ->
         conn = database.conn
         pending.checked = db.server_now(conn)
         pending.registry = db.read_registry(conn, job.layout, customer, space, pending.asset_id)
+        pending.misfiled = db.misfiled(conn, job.layout, customer, space, pending.asset_id)
+        if pending.misfiled.count:
+            log.warning(
+                "misfiled_assets",
+                customer=customer,
+                count=pending.misfiled.count,
+                examples=list(pending.misfiled.examples),
+                rule='"Images" rows whose Id is not under their own customer and space count '
+                "nowhere",
+            )
         if pending.asset_id is not None and pending.asset_id not in pending.registry:
             raise NotFound(f'asset {pending.asset_id} is not registered in "Images"')
         if not job.dry_run:
@@ -336,7 +348,7 @@ def finish_customer(job: Job, database: Database, pending: Pending) -> CustomerR
             pending.result = CustomerResult(
                 pending.customer, Outcome.DONE, tally.objects, tally.bytes,
                 len(pending.registry), tally.unattributed_objects, tally.unattributed_bytes,
-                tally.space_orphans(), changes,
+                tally.space_orphans(), changes, misfiled=pending.misfiled,
             )  # fmt: skip
             release(database, pending.customer)
         except Exception as exc:

@@ -23,6 +23,7 @@ from storage_calc.model import (
     Figures,
     ImageStorageRow,
     Layout,
+    Misfiled,
     Outcome,
     RunReport,
     Scope,
@@ -320,6 +321,26 @@ def read_registry(
         return {asset_id: asset_space for asset_id, asset_space in rows}
 
 
+def misfiled(
+    conn: Connection,
+    layout: Layout,
+    customer: int,
+    space: int | None = None,
+    asset: str | None = None,
+) -> Misfiled:
+    """The misfiled "Images" rows of a scope (see `Misfiled`)."""
+    with translated(f"reading the assets of customer {customer} failed"):
+        count, examples = execute(
+            conn,
+            "misfiled",
+            customer=customer,
+            space=space,
+            asset=asset,
+            first_space=layout.first_space,
+        ).fetchone()  # type: ignore[misc]  # an aggregate: always one row
+    return Misfiled(count, tuple(examples))
+
+
 def try_lock_customer(conn: Connection, customer: int) -> bool:
     with translated(f"locking customer {customer} failed"):
         row = execute(conn, "try_lock_customer", namespace=LOCK_NAMESPACE, customer=customer)
@@ -480,6 +501,8 @@ def record_customer(conn: Connection, run_id: int, scope: Scope, result: Custome
             unattributed=result.unattributed_objects,
             seconds=result.seconds,
             error=result.error,
+            misfiled=result.misfiled.count,
+            misfiled_examples=list(result.misfiled.examples),
         )
         for change in result.changes:
             before, after = change.before, change.after
@@ -533,6 +556,7 @@ def finish_run(conn: Connection, run_id: int, report: RunReport) -> None:
             customers_skipped=len(report.with_outcome(Outcome.LOCKED)),
             drift_bytes=report.drift_bytes,
             error=report.error_summary,
+            misfiled=report.misfiled,
         )
 
 

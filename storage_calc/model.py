@@ -210,6 +210,15 @@ class Outcome(enum.Enum):
 
 
 @dataclass(frozen=True)
+class Misfiled:
+    """The `"Images"` rows filed under a scope whose Id names another customer or space than
+    their own `"Customer"` and `"Space"`: counted in no figure, reported with a few ids."""
+
+    count: int = 0
+    examples: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class CustomerResult:
     """What computing one customer (or one of its spaces or assets) gave."""
 
@@ -224,6 +233,7 @@ class CustomerResult:
     changes: tuple[ScopeChange, ...] = ()
     error: str | None = None
     seconds: float = 0.0
+    misfiled: Misfiled = field(default_factory=Misfiled)
 
     @property
     def orphan_objects(self) -> int:
@@ -243,6 +253,7 @@ class CustomerResult:
             "orphans": self.orphan_objects,
             "orphan_bytes": self.orphan_bytes,
             "unattributed": self.unattributed_objects,
+            "misfiled": self.misfiled.count,
             "changes": len(self.changes),
             "error": self.error,
         }
@@ -290,6 +301,10 @@ class RunReport:
     @property
     def unattributed(self) -> int:
         return self._total("unattributed_objects") + self.unattributed_objects
+
+    @property
+    def misfiled(self) -> int:
+        return sum(c.misfiled.count for c in self.customers)
 
     @property
     def changes(self) -> tuple[ScopeChange, ...]:
@@ -341,6 +356,7 @@ class RunReport:
             "orphans": self.orphan_objects,
             "orphan_bytes": self.orphan_bytes,
             "unattributed": self.unattributed,
+            "misfiled": self.misfiled,
             "changes": len(self.changes),
             "drift_bytes": self.drift_bytes,
             "error": self.error,

@@ -33,6 +33,7 @@ class RunRow:
     orphan_bytes: int
     unattributed: int
     drift_bytes: int
+    misfiled: int
     error: str | None
 
 
@@ -112,6 +113,18 @@ class SpaceOrphanRow:
 
 
 @dataclass(frozen=True)
+class MisfiledAssets:
+    """The misfiled "Images" rows found by a customer's latest complete computation: rows
+    filed under the customer whose Id names another customer or space, counted nowhere."""
+
+    customer: int
+    run_id: int
+    found_at: datetime | None
+    misfiled: int
+    examples: list[str]
+
+
+@dataclass(frozen=True)
 class QuotaUse:
     """A customer at or beyond the margin of a limit of its policy: `over` past a limit,
     `near` otherwise."""
@@ -156,6 +169,11 @@ def customer_orphans(conn: db.Connection) -> list[CustomerOrphans]:
 
 def space_orphans(conn: db.Connection, customer: int) -> list[SpaceOrphanRow]:
     return db.fetch(conn, "space_orphans", SpaceOrphanRow, "orphans", customer=customer)
+
+
+def misfiled_assets(conn: db.Connection, customer: int | None) -> list[MisfiledAssets]:
+    """Customers (or one) whose latest complete computation found misfiled rows, most first."""
+    return db.fetch(conn, "misfiled_assets", MisfiledAssets, "misfiled assets", customer=customer)
 
 
 def quota_use(

@@ -95,6 +95,7 @@ RUNS = (
     Column("listed", lambda r: format_bytes(r.bytes)),
     Column("orphaned", lambda r: format_bytes(r.orphan_bytes)),
     Column("drift", lambda r: format_bytes(r.drift_bytes)),
+    Column("misfiled", lambda r: f"{r.misfiled:,}"),
     Column("error", lambda r: r.error or "", number=False),
 )
 
@@ -154,6 +155,14 @@ SPACE_ORPHANS = (
     Column("examples", lambda r: " ".join(r.examples), number=False),
 )
 
+MISFILED = (
+    Column("customer", lambda r: str(r.customer)),
+    Column("misfiled", lambda r: f"{r.misfiled:,}"),
+    Column("examples", lambda r: " ".join(r.examples), number=False),
+    Column("run", lambda r: str(r.run_id)),
+    Column("found (UTC)", lambda r: format_time(r.found_at), number=False),
+)
+
 QUOTA = (
     Column("customer", lambda r: str(r.customer)),
     Column("policy", lambda r: r.storage_policy, number=False),
@@ -172,6 +181,7 @@ COLUMNS: dict[type, tuple[Column, ...]] = {
     reports.Drift: DRIFT,
     reports.CustomerOrphans: CUSTOMER_ORPHANS,
     reports.SpaceOrphanRow: SPACE_ORPHANS,
+    reports.MisfiledAssets: MISFILED,
     reports.QuotaUse: QUOTA,
 }
 

@@ -58,6 +58,7 @@ def test_run_logs_one_event_per_customer_and_a_summary_as_json(
         "orphans": 0,
         "orphan_bytes": 0,
         "unattributed": 0,
+        "misfiled": 0,
         "changes": 3,
         "drift_bytes": 1605,
         "error": None,

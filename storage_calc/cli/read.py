@@ -218,6 +218,25 @@ def report_orphans(customer: int | None, as_json: bool, **params: Any) -> None:
     print_rows(rows, as_json, "no orphans found")
 
 
+@report_group.command("misfiled")
+@customer_filter
+@json_option
+@database_option
+def report_misfiled(customer: int | None, as_json: bool, **params: Any) -> None:
+    """Show the "Images" rows filed under a customer whose Id names another customer or space
+    (such as 22/1/x filed under space 2), found by each customer's latest complete
+    computation. They count in no figure until the platform files them where their Id says.
+
+    \b
+    Examples:
+        storage-calc report misfiled
+        storage-calc report misfiled --customer 22 --json
+    """
+    with connected(params) as conn:
+        rows = reports.misfiled_assets(conn, customer)
+    print_rows(rows, as_json, "no misfiled assets found")
+
+
 @report_group.command("quota")
 @quota_option
 @json_option

@@ -99,12 +99,25 @@ ORDER BY 1;
 
 -- name: registry
 -- The registered assets of a scope, with their spaces (from space 0, the stub space, where the
--- layout has one).
+-- layout has one). A row whose Id does not start with its own customer and space is misfiled:
+-- it counts nowhere (see misfiled).
 SELECT "Id", "Space" FROM "Images"
 WHERE "Customer" = %(customer)s
   AND "Space" >= %(first_space)s
   AND (%(space)s::int IS NULL OR "Space" = %(space)s)
-  AND (%(asset)s::text IS NULL OR "Id" = %(asset)s);
+  AND (%(asset)s::text IS NULL OR "Id" = %(asset)s)
+  AND starts_with("Id", "Customer" || '/' || "Space" || '/');
+
+-- name: misfiled
+-- The "Images" rows filed under a scope whose Id names another customer or space: how many, and
+-- the first few ids.
+SELECT count(*) AS count, coalesce((array_agg("Id"::text ORDER BY "Id"))[1:5], '{}') AS examples
+FROM "Images"
+WHERE "Customer" = %(customer)s
+  AND "Space" >= %(first_space)s
+  AND (%(space)s::int IS NULL OR "Space" = %(space)s)
+  AND (%(asset)s::text IS NULL OR "Id" = %(asset)s)
+  AND NOT starts_with("Id", "Customer" || '/' || "Space" || '/');
 
 -- name: try_lock_customer
 -- A session-level advisory lock in the project's own key space, one per customer.
@@ -218,7 +231,8 @@ ON CONFLICT ("Id", "Customer", "Space") DO UPDATE SET
     "CheckingInProgress" = false;
 
 -- name: delete_unregistered
--- Deletes the ImageStorage rows of a scope whose asset is no longer registered.
+-- Deletes the ImageStorage rows of a scope whose asset is no longer registered, or registered
+-- misfiled, so that no figure stays in a total that no run can refresh.
 DELETE FROM "ImageStorage" s
 WHERE s."Customer" = %(customer)s
   AND (%(space)s::int IS NULL OR s."Space" = %(space)s)
@@ -226,6 +240,7 @@ WHERE s."Customer" = %(customer)s
   AND NOT EXISTS (
       SELECT 1 FROM "Images" i
       WHERE i."Id" = s."Id" AND i."Customer" = %(customer)s AND i."Space" = s."Space"
+        AND starts_with(i."Id", i."Customer" || '/' || i."Space" || '/')
   );
 
 -- name: upsert_space_rows
@@ -333,15 +348,18 @@ UPDATE storage_calc.runs SET
     assets = %(assets)s, orphans = %(orphans)s, orphan_bytes = %(orphan_bytes)s,
     unattributed = %(unattributed)s, unattributed_bytes = %(unattributed_bytes)s,
     customers = %(customers)s, customers_failed = %(customers_failed)s,
-    customers_skipped = %(customers_skipped)s, drift_bytes = %(drift_bytes)s, error = %(error)s
+    customers_skipped = %(customers_skipped)s, drift_bytes = %(drift_bytes)s, error = %(error)s,
+    misfiled = %(misfiled)s
 WHERE id = %(run_id)s;
 
 -- name: insert_customer_run
 -- Records the outcome of one customer of a run.
 INSERT INTO storage_calc.customer_runs (run_id, customer, space, asset, outcome, objects, bytes,
-                                        assets, orphans, orphan_bytes, unattributed, seconds, error)
+                                        assets, orphans, orphan_bytes, unattributed, seconds, error,
+                                        misfiled, misfiled_examples)
 VALUES (%(run_id)s, %(customer)s, %(space)s, %(asset)s, %(outcome)s, %(objects)s, %(bytes)s,
-        %(assets)s, %(orphans)s, %(orphan_bytes)s, %(unattributed)s, %(seconds)s, %(error)s);
+        %(assets)s, %(orphans)s, %(orphan_bytes)s, %(unattributed)s, %(seconds)s, %(error)s,
+        %(misfiled)s, %(misfiled_examples)s);
 
 -- name: prune_runs
 -- Deletes old runs; their changes, orphans and customer results go with them (ON DELETE CASCADE).
@@ -395,7 +413,7 @@ WHERE "Id" = %(id)s;
 -- The latest runs, newest first.
 SELECT id, started, finished, extract(epoch FROM finished - started)::float8 AS seconds, scope,
        shard, outcome, customers, customers_failed, customers_skipped, objects, bytes, assets,
-       orphans, orphan_bytes, unattributed, drift_bytes, error
+       orphans, orphan_bytes, unattributed, drift_bytes, misfiled, error
 FROM storage_calc.runs
 ORDER BY id DESC
 LIMIT %(limit)s;
@@ -454,6 +472,21 @@ FROM storage_calc.orphans o
 JOIN storage_calc.customer_orphans co ON co.run_id = o.run_id AND co.customer = o.customer
 WHERE o.customer = %(customer)s
 ORDER BY o.space;
+
+-- name: misfiled_assets
+-- Customers whose latest complete computation found misfiled "Images" rows, with example ids.
+SELECT customer, run_id, found_at, misfiled, examples
+FROM (
+    SELECT DISTINCT ON (cr.customer) cr.customer, cr.run_id, r.finished AS found_at,
+           cr.misfiled, cr.misfiled_examples AS examples
+    FROM storage_calc.customer_runs cr
+    JOIN storage_calc.runs r ON r.id = cr.run_id
+    WHERE cr.outcome = 'done' AND cr.space IS NULL AND cr.asset IS NULL
+      AND (%(customer)s::int IS NULL OR cr.customer = %(customer)s)
+    ORDER BY cr.customer, cr.run_id DESC
+) latest
+WHERE misfiled > 0
+ORDER BY misfiled DESC, customer;
 
 -- name: quota
 -- Customers using at least margin percent of a limit of their policy, compared in numeric.
