@@ -12,7 +12,7 @@ from datetime import datetime
 
 import structlog
 
-from storage_calc import db, reports
+from storage_calc import db
 from storage_calc.config import Settings
 from storage_calc.errors import (
     ConfigError,
@@ -75,49 +75,6 @@ class Job:
         )
 
 
-class Database:
-    """The run's connection, opened again if a failure broke it.
-
-    The advisory locks of a session die with it, so a new connection takes the run's lock and
-    the locks of the customers in progress again. A customer whose lock another run took in
-    between is `lost`: this run must not write it.
-    """
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._conn = db.connect(url)
-        self.run_id: int | None = None
-        self.locked: set[int] = set()
-        self.lost: set[int] = set()
-
-    @property
-    def conn(self) -> db.Connection:
-        if self._conn.closed or self._conn.broken:
-            self._conn.close()
-            self._conn = db.connect(self.url)
-            if self.run_id is not None:
-                db.lock_run(self._conn, self.run_id)
-            for customer in sorted(self.locked):
-                if not db.try_lock_customer(self._conn, customer):
-                    self.locked.discard(customer)
-                    self.lost.add(customer)
-        return self._conn
-
-    def lock_customer(self, customer: int) -> bool:
-        if not db.try_lock_customer(self.conn, customer):
-            return False
-        self.locked.add(customer)
-        return True
-
-    def unlock_customer(self, customer: int) -> None:
-        if customer in self.locked:
-            self.locked.discard(customer)
-            db.unlock_customer(self.conn, customer)
-
-    def close(self) -> None:
-        self._conn.close()
-
-
 def run(
     settings: Settings,
     database_url: str,
@@ -136,13 +93,10 @@ def run(
     and the run goes on with the next; a failure before any customer is computed (database or
     bucket unreachable) is the report's `error`. A dry run writes nothing, not even the run's
     history. Setting `stop` ends the run between two listed pages: the customer in progress
-    keeps its previous figures. After a run that wrote figures, customers within
-    `settings.quota_margin` of a policy limit are logged as warnings. `progress` is kept up to
-    date as customers and pages come in.
+    keeps its previous figures. Every log event of the run carries its `run_id` (None for a dry
+    run). `progress` is kept up to date as customers and pages come in.
     """
-    stop = stop or threading.Event()
-    progress = progress or RunProgress()
-    database = Database(database_url)
+    database = db.Database(database_url)
     try:
         layout = db.detect_layout(database.conn)
         check_scope(scope, layout)
@@ -150,35 +104,48 @@ def run(
         shard_text = str(shard) if shard else None
         run_id = None if dry_run else db.start_run(database.conn, started, str(scope), shard_text)
         database.run_id = run_id
-        with (
-            ThreadPoolExecutor(settings.workers, thread_name_prefix="list") as pool,
-            ThreadPoolExecutor(CUSTOMERS_IN_FLIGHT, thread_name_prefix="customer") as customers,
-        ):
-            job = Job(settings, layout, s3, pool, customers, dry_run, stop, progress)
-            results: list[CustomerResult] = []
-            outside = job.tally({})
-            error = None
-            try:
-                for result in compute_customers(
-                    job, database, resolve_customers(job, database, scope, shard, outside), scope
-                ):
-                    if run_id is not None:
-                        db.record_customer(database.conn, run_id, scope, result)
-                    results.append(result)
-                    progress.customer_done()
-            except StorageCalcError as exc:
-                error = str(exc)
-        report = RunReport(
-            scope, shard, dry_run, started, db.server_now(database.conn), tuple(results),
-            outside.objects, outside.bytes, error, stop.is_set(), layout,
-        )  # fmt: skip
-        if run_id is not None:
-            db.finish_run(database.conn, run_id, report)
-            warn_quota(database, report, settings)
+        with structlog.contextvars.bound_contextvars(run_id=run_id):
+            with (
+                ThreadPoolExecutor(settings.workers, thread_name_prefix="list") as pool,
+                ThreadPoolExecutor(CUSTOMERS_IN_FLIGHT, thread_name_prefix="customer") as flight,
+            ):
+                job = Job(
+                    settings, layout, s3, pool, flight, dry_run,
+                    stop or threading.Event(), progress or RunProgress(),
+                )  # fmt: skip
+                results, outside, error = compute(job, database, scope, shard)
+            report = RunReport(
+                scope, shard, dry_run, started, db.server_now(database.conn), tuple(results),
+                outside.objects, outside.bytes, error, job.stop.is_set(), layout, run_id,
+            )  # fmt: skip
+            if run_id is not None:
+                db.finish_run(database.conn, run_id, report)
+            log_summary(report)
     finally:
         database.close()
-    log_summary(report)
     return report
+
+
+def compute(
+    job: Job, database: db.Database, scope: Scope, shard: Shard | None
+) -> tuple[list[CustomerResult], Tally, str | None]:
+    """The results of the customers of the run, recorded as they end, the keys outside every
+    customer, and the error that ended the run early, if any."""
+    results: list[CustomerResult] = []
+    outside = job.tally({})
+    try:
+        customers = resolve_customers(job, database, scope, shard, outside)
+        for result in compute_customers(job, database, customers, scope):
+            if database.run_id is not None:
+                db.record_customer(database.conn, database.run_id, scope, result)
+            results.append(result)
+            job.progress.customer_done()
+    except StorageCalcError as exc:
+        return results, outside, str(exc)
+    except Exception as exc:
+        log.error("run_error", error=str(exc), exc_info=exc)
+        return results, outside, f"unexpected error: {type(exc).__name__}: {exc}"
+    return results, outside, None
 
 
 def check_scope(scope: Scope, layout: Layout) -> None:
@@ -203,34 +170,8 @@ def log_summary(report: RunReport) -> None:
     )
 
 
-def warn_quota(database: Database, report: RunReport, settings: Settings) -> None:
-    """Logs a warning for each customer of the run at or beyond the quota margin; a failed check
-    is logged and leaves the run's outcome alone."""
-    computed = [c.customer for c in report.with_outcome(Outcome.DONE)]
-    if not computed:
-        return
-    try:
-        uses = reports.quota_use(database.conn, settings.quota_margin, computed)
-    except StorageCalcError as exc:
-        log.error("quota_check_failed", error=str(exc))
-        return
-    for use in uses:
-        log.warning(
-            "quota_exceeded" if use.status == "over" else "quota_near",
-            customer=use.customer,
-            storage_policy=use.storage_policy,
-            images=use.images,
-            max_images=use.max_images,
-            images_percent=float(use.images_percent),
-            size_bytes=use.size_bytes,
-            max_size_bytes=use.max_size_bytes,
-            size_percent=float(use.size_percent),
-            margin_percent=float(settings.quota_margin),
-        )
-
-
 def resolve_customers(
-    job: Job, database: Database, scope: Scope, shard: Shard | None, outside: Tally
+    job: Job, database: db.Database, scope: Scope, shard: Shard | None, outside: Tally
 ) -> list[int]:
     """The customers a run computes, in order.
 
@@ -263,7 +204,7 @@ def resolve_customers(
 
 
 def compute_customers(
-    job: Job, database: Database, customers: list[int], scope: Scope
+    job: Job, database: db.Database, customers: list[int], scope: Scope
 ) -> Iterator[CustomerResult]:
     """Each customer's result, in order, with the listings of the next customers running while
     the previous one is written. No customer is started once a stop is requested."""
@@ -294,7 +235,7 @@ class Pending:
     result: CustomerResult | None = None
 
 
-def start_customer(job: Job, database: Database, customer: int, scope: Scope) -> Pending:
+def start_customer(job: Job, database: db.Database, customer: int, scope: Scope) -> Pending:
     """Takes the customer's advisory lock, reads its registered assets, sets its
     `CheckingInProgress` (committed, so readers see it) and starts listing it."""
     space = scope.asset.space if scope.asset else scope.space
@@ -330,7 +271,7 @@ def start_customer(job: Job, database: Database, customer: int, scope: Scope) ->
     return pending
 
 
-def finish_customer(job: Job, database: Database, pending: Pending) -> CustomerResult:
+def finish_customer(job: Job, database: db.Database, pending: Pending) -> CustomerResult:
     """Waits for the customer's listing and writes its figures in one transaction."""
     if pending.result is None:
         assert pending.listing is not None and pending.checked is not None
@@ -366,7 +307,7 @@ def finish_customer(job: Job, database: Database, pending: Pending) -> CustomerR
     return result
 
 
-def give_up(database: Database, pending: Pending, exc: Exception) -> CustomerResult:
+def give_up(database: db.Database, pending: Pending, exc: Exception) -> CustomerResult:
     """A failed customer keeps its previous figures: clear its flags, release its lock.
 
     Any exception fails the customer alone, the unexpected ones too (a bug, or an answer no
@@ -383,7 +324,7 @@ def give_up(database: Database, pending: Pending, exc: Exception) -> CustomerRes
     return CustomerResult(pending.customer, Outcome.FAILED, error=error)
 
 
-def clear_flags(database: Database, customer: int, space: int | None, asset: str | None) -> None:
+def clear_flags(database: db.Database, customer: int, space: int | None, asset: str | None) -> None:
     """Clears `CheckingInProgress` after a failure, on a new connection if the old one broke;
     the flags of a customer another run took meanwhile are that run's to clear."""
     try:
@@ -394,7 +335,7 @@ def clear_flags(database: Database, customer: int, space: int | None, asset: str
         log.error("flags_not_cleared", customer=customer, error=str(exc))
 
 
-def release(database: Database, customer: int) -> None:
+def release(database: db.Database, customer: int) -> None:
     """Releases the customer's lock, if this run still holds it."""
     try:
         database.unlock_customer(customer)

@@ -605,3 +605,46 @@ def storage_policy(conn: Connection, policy: str) -> StoragePolicyRow | None:
         conn.cursor(row_factory=class_row(StoragePolicyRow)) as cur,
     ):
         return cur.execute(queries()["storage_policy"], {"id": policy}).fetchone()
+
+
+class Database:
+    """The run's connection, opened again if a failure broke it.
+
+    The advisory locks of a session die with it, so a new connection takes the run's lock and
+    the locks of the customers in progress again. A customer whose lock another run took in
+    between is `lost`: this run must not write it.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._conn = connect(url)
+        self.run_id: int | None = None
+        self.locked: set[int] = set()
+        self.lost: set[int] = set()
+
+    @property
+    def conn(self) -> Connection:
+        if self._conn.closed or self._conn.broken:
+            self._conn.close()
+            self._conn = connect(self.url)
+            if self.run_id is not None:
+                lock_run(self._conn, self.run_id)
+            for customer in sorted(self.locked):
+                if not try_lock_customer(self._conn, customer):
+                    self.locked.discard(customer)
+                    self.lost.add(customer)
+        return self._conn
+
+    def lock_customer(self, customer: int) -> bool:
+        if not try_lock_customer(self.conn, customer):
+            return False
+        self.locked.add(customer)
+        return True
+
+    def unlock_customer(self, customer: int) -> None:
+        if customer in self.locked:
+            self.locked.discard(customer)
+            unlock_customer(self.conn, customer)
+
+    def close(self) -> None:
+        self._conn.close()

@@ -113,9 +113,9 @@ def push(gateway: str, report: RunReport) -> bool:
             timeout=PUSH_TIMEOUT_S,
         )  # fmt: skip
     except OSError as exc:
-        log.error("metrics_push_failed", gateway=gateway, error=str(exc))
+        log.error("metrics_push_failed", gateway=gateway, error=str(exc), run_id=report.run_id)
         return False
-    log.info("metrics_pushed", gateway=gateway, **grouping_key(report))
+    log.info("metrics_pushed", gateway=gateway, run_id=report.run_id, **grouping_key(report))
     return True
 
 

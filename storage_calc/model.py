@@ -274,6 +274,7 @@ class RunReport:
     error: str | None = field(default=None)
     interrupted: bool = False
     layout: Layout | None = None
+    run_id: int | None = None
 
     def _total(self, name: str) -> int:
         return sum(getattr(c, name) for c in self.customers)

@@ -22,7 +22,7 @@ from apscheduler.events import (
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from storage_calc import calculator
+from storage_calc import calculator, quota
 from storage_calc.config import Settings
 from storage_calc.errors import ConfigError, StorageCalcError
 from storage_calc.listing import S3Client
@@ -66,6 +66,7 @@ def fire(
     except StorageCalcError as exc:
         log.error("scheduled_run_failed", error=str(exc))
         return
+    quota.warn(database_url, report, settings.quota_margin)
     if metrics is not None:
         metrics.observe(report)
 

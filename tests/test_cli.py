@@ -37,6 +37,24 @@ def test_run_computes_and_exits_0(sample: None, invoke: Invoke, conn: Any) -> No
     ).fetchone() == (3, 1600, 5)
 
 
+def test_every_log_event_of_a_run_carries_its_run_id(
+    sample: None, invoke: Invoke, register: Callable[..., None], conn: Any
+) -> None:
+    invoke("run")
+    register("2/5/late")
+    conn.execute('UPDATE "Images" SET "Space" = 6 WHERE "Id" = \'2/5/late\'')
+    conn.execute(
+        "INSERT INTO \"StoragePolicies\" VALUES ('tiny', 1, 1);"
+        ' UPDATE "CustomerStorage" SET "StoragePolicy" = \'tiny\''
+    )
+    result = invoke("run")
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    assert {"customer_calculated", "misfiled_assets", "quota_exceeded", "run_finished"} <= {
+        e["event"] for e in events
+    }
+    assert {e["run_id"] for e in events} == {2}
+
+
 def test_run_logs_one_event_per_customer_and_a_summary_as_json(
     sample: None, invoke: Invoke
 ) -> None:
@@ -44,6 +62,7 @@ def test_run_logs_one_event_per_customer_and_a_summary_as_json(
     events = [json.loads(line) for line in result.stderr.splitlines()]
     assert [e["event"] for e in events] == ["customer_calculated", "run_finished"]
     assert events[1] | {"timestamp": None, "duration_s": None} == {
+        "run_id": 1,
         "scope": "all",
         "layout": "seed",
         "shard": None,

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from storage_calc import calculator, db
+from storage_calc import db
 from storage_calc.model import Layout
 
 SEED = Layout()
@@ -196,14 +196,14 @@ def test_a_running_run_is_not_taken_for_abandoned(
 
 
 @pytest.fixture
-def database(database_url: str) -> Iterator[calculator.Database]:
+def database(database_url: str) -> Iterator[db.Database]:
     """A run's connection, as the calculator holds it."""
-    database = calculator.Database(database_url)
+    database = db.Database(database_url)
     yield database
     database.close()
 
 
-def broken(database: calculator.Database, conn: psycopg.Connection[Any]) -> None:
+def broken(database: db.Database, conn: psycopg.Connection[Any]) -> None:
     """Terminates the run's backend and lets the run notice, as a failed statement does."""
     conn.execute("SELECT pg_terminate_backend(%s)", (database.conn.info.backend_pid,))
     with pytest.raises(psycopg.OperationalError):
@@ -211,7 +211,7 @@ def broken(database: calculator.Database, conn: psycopg.Connection[Any]) -> None
 
 
 def test_a_run_whose_connection_was_broken_holds_its_run_again(
-    database: calculator.Database, database_url: str, conn: psycopg.Connection[Any]
+    database: db.Database, database_url: str, conn: psycopg.Connection[Any]
 ) -> None:
     database.run_id = db.start_run(database.conn, datetime.now(UTC), "all", None)
     broken(database, conn)
@@ -231,7 +231,7 @@ def customer_lock_holder(conn: psycopg.Connection[Any], customer: int) -> int | 
 
 
 def test_a_broken_connection_takes_the_customers_in_progress_again(
-    database: calculator.Database, conn: psycopg.Connection[Any]
+    database: db.Database, conn: psycopg.Connection[Any]
 ) -> None:
     assert database.lock_customer(2)
     broken(database, conn)
@@ -241,7 +241,7 @@ def test_a_broken_connection_takes_the_customers_in_progress_again(
 
 
 def test_a_customer_another_run_took_while_the_connection_was_broken_is_lost(
-    database: calculator.Database, database_url: str, conn: psycopg.Connection[Any]
+    database: db.Database, database_url: str, conn: psycopg.Connection[Any]
 ) -> None:
     assert database.lock_customer(2)
     broken(database, conn)

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from storage_calc import calculator, jsonld, logs
+from storage_calc import calculator, jsonld, logs, quota
 from storage_calc.cli.options import (
     ASSET,
     CUSTOMER,
@@ -102,6 +102,7 @@ def run_command(
         s3 = make_s3_client(settings.workers)
         url = database_url(settings)
         report = calculator.run(settings, url, s3, scope, shard, dry_run, stop, progress)
+        quota.warn(url, report, settings.quota_margin)
     if pushgateway is not None:
         from storage_calc import metrics  # here: prometheus_client only slows other runs
 
