@@ -18,6 +18,7 @@ from storage_calc.cli.options import (
     Failure,
     ParsedParam,
     api_option,
+    command_line_option,
     database_option,
     database_url,
     option,
@@ -35,16 +36,16 @@ from storage_calc.stopping import stop_on_signals
 
 
 @click.command("run")
-@option("--customer", type=CUSTOMER, help="Only this customer.")
-@option("--space", type=SPACE, help="Only this space of --customer.")
-@option(
+@command_line_option("--customer", type=CUSTOMER, help="Only this customer.")
+@command_line_option("--space", type=SPACE, help="Only this space of --customer.")
+@command_line_option(
     "--asset",
     type=ASSET,
     metavar="C/S/ID",
     help="Only this asset; its space and customer totals are refreshed.",
 )
 @shard_options
-@option(
+@command_line_option(
     "--dry-run",
     is_flag=True,
     help="Compute and print what would change as JSON lines; write nothing.",
