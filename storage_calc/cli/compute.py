@@ -166,7 +166,16 @@ def exit_with(report: RunReport) -> None:
     "--metrics-port",
     type=click.IntRange(1, 65535),
     metavar="PORT",
-    help="Serve Prometheus metrics of the runs at http://0.0.0.0:PORT/metrics.",
+    help="Serve Prometheus metrics of the runs at http://HOST:PORT/metrics, HOST being "
+    "--metrics-host.",
+)
+@option(
+    "--metrics-host",
+    default="0.0.0.0",
+    show_default=True,
+    metavar="HOST",
+    help="Address the metrics of --metrics-port are served on; 0.0.0.0 lets Prometheus "
+    "scrape them from another host, 127.0.0.1 keeps them to this one.",
 )
 @shard_options
 @quota_option
@@ -177,6 +186,7 @@ def schedule_command(
     timezone: str,
     run_now: bool,
     metrics_port: int | None,
+    metrics_host: str,
     shard: Shard | None,
     shards: int | None,
     **params: Any,
@@ -191,7 +201,7 @@ def schedule_command(
     Examples:
         storage-calc schedule
         storage-calc schedule --cron '30 1 * * *' --timezone Europe/London --run-now
-        storage-calc schedule --metrics-port 9100
+        storage-calc schedule --metrics-port 9100 --metrics-host 127.0.0.1
     """
     from storage_calc import scheduler  # here: APScheduler only slows every other command
     from storage_calc.metrics import ScheduleMetrics
@@ -205,7 +215,7 @@ def schedule_command(
         metrics = None
         if metrics_port is not None:
             metrics = ScheduleMetrics()
-            metrics.serve(metrics_port, "0.0.0.0")
+            metrics.serve(metrics_port, metrics_host)
         scheduler.serve(
             scheduler.build_scheduler(settings, url, s3, trigger, shard, run_now, stop, metrics),
             stop,
