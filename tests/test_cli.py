@@ -167,10 +167,44 @@ def test_shards_without_job_completion_index_exit_2(invoke: Invoke) -> None:
     )
 
 
-def test_options_come_from_the_environment(sample: None, invoke: Invoke, conn: Any) -> None:
-    result = invoke("run", env={"STORAGE_CALC_CUSTOMER": "2", "STORAGE_CALC_SPACE": "6"})
+@pytest.mark.parametrize(
+    "variables",
+    [
+        {"STORAGE_CALC_CUSTOMER": "3", "STORAGE_CALC_DRY_RUN": "1"},
+        {"STORAGE_CALC_CUSTOMER": "2", "STORAGE_CALC_SPACE": "6"},
+        {"STORAGE_CALC_ASSET": "3/1/a"},
+        {"STORAGE_CALC_SHARD": "1/2"},
+        {"STORAGE_CALC_SHARDS": "2", "JOB_COMPLETION_INDEX": "1"},
+    ],
+)
+def test_scope_and_dry_run_variables_change_nothing(
+    sample: None, register: Callable[..., None], invoke: Invoke, conn: Any,
+    variables: dict[str, str],
+) -> None:  # fmt: skip
+    register("3/1/a")
+    result = invoke("run", env=variables)
     assert result.exit_code == 0, result.stderr
-    assert conn.execute('SELECT "Id" FROM "ImageStorage"').fetchall() == [("2/6/bar",)]
+    assert result.stdout == ""
+    assert conn.execute('SELECT "Id" FROM "ImageStorage" ORDER BY 1').fetchall() == [
+        ("2/5/foo",), ("2/5/foo-2",), ("2/6/bar",), ("3/1/a",),
+    ]  # fmt: skip
+
+
+def test_the_reports_customer_filter_has_no_variable(
+    sample: None, register: Callable[..., None], invoke: Invoke
+) -> None:
+    register("3/1/a")
+    invoke("run")
+    result = invoke("report", "usage", "--json", env={"STORAGE_CALC_CUSTOMER": "3"})
+    assert [row["customer"] for row in json.loads(result.stdout)["customers"]] == [2, 3]
+
+
+def test_installation_settings_come_from_their_variables(sample: None, invoke: Invoke) -> None:
+    result = invoke("run", env={"STORAGE_CALC_THUMBS_BUCKET": "no-such-bucket"})
+    assert result.exit_code == 1
+    assert errors(result) == [
+        "Error: bucket 'no-such-bucket' does not exist (check --storage-bucket / --thumbs-bucket)"
+    ]
 
 
 @pytest.mark.parametrize(

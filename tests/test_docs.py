@@ -31,6 +31,22 @@ def test_every_command_has_help_and_is_in_the_readme() -> None:
         assert result.exit_code == 0 and "Usage:" in result.stdout, path
 
 
+def test_only_the_scope_and_dry_run_options_have_no_variable_and_help_says_so() -> None:
+    command_line_only = set()
+    for path, command in commands(cli):
+        for param in command.params:
+            if not isinstance(param, click.Option) or not param.expose_value:
+                continue  # --help and --version
+            if param.envvar is None:
+                assert (param.help or "").endswith("[command line only]"), (path, param.name)
+                command_line_only.add(param.opts[0])
+            else:
+                assert param.show_envvar, (path, param.name)
+    assert command_line_only == {
+        "--customer", "--space", "--asset", "--shard", "--shards", "--dry-run"
+    }  # fmt: skip
+
+
 def test_the_ci_script_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
     assert f"\n{ci}\n" in README

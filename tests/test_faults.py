@@ -41,6 +41,23 @@ def customer_storage(conn: Conn) -> dict[tuple[int, int], tuple[int, int, int]]:
     return {(r[0], r[1]): (r[2], r[3], r[4]) for r in rows}
 
 
+def run_with_its_write_killed(
+    settings: Settings, s3: S3Client, conn: Conn, database_url: str
+) -> Any:
+    """A run whose write of customer 2 is killed: its rows are held so the write waits on them,
+    then the waiting backend is terminated. Returns the run's report."""
+    with psycopg.connect(database_url) as blocker:
+        blocker.execute('SELECT * FROM "CustomerStorage" WHERE "Customer" = 2 FOR UPDATE')
+        result: list[Any] = []
+        thread = threading.Thread(target=lambda: result.append(run(settings, s3)))
+        thread.start()
+        killed = wait_and_terminate(conn)
+        blocker.rollback()
+        thread.join(30)
+    assert killed, "the write never waited on the held rows"
+    return result[0]
+
+
 def test_a_connection_killed_mid_write_rolls_the_customer_back(
     register: Callable[..., None], put: Callable[..., None], settings: Settings, s3: S3Client,
     conn: Conn, database_url: str,
@@ -50,17 +67,8 @@ def test_a_connection_killed_mid_write_rolls_the_customer_back(
     run(settings, s3)
     before = (image_storage(conn), customer_storage(conn))
     put(STORAGE, {"2/5/a/more": 5})
-    with psycopg.connect(database_url) as blocker:
-        # Hold the customer's rows so the write waits on them, then kill the waiting backend.
-        blocker.execute('SELECT * FROM "CustomerStorage" WHERE "Customer" = 2 FOR UPDATE')
-        result: list[Any] = []
-        thread = threading.Thread(target=lambda: result.append(run(settings, s3)))
-        thread.start()
-        killed = wait_and_terminate(conn)
-        blocker.rollback()
-        thread.join(30)
-    assert killed
-    (customer,) = result[0].customers
+    report = run_with_its_write_killed(settings, s3, conn, database_url)
+    (customer,) = report.customers
     assert customer.outcome is Outcome.FAILED
     assert "terminat" in (customer.error or "")
     assert (image_storage(conn), customer_storage(conn)) == before
@@ -83,12 +91,16 @@ def wait_and_terminate(conn: Conn) -> bool:
 
 def test_a_rerun_after_a_killed_write_gives_the_right_figures(
     register: Callable[..., None], put: Callable[..., None], settings: Settings, s3: S3Client,
-    conn: Conn,
+    conn: Conn, database_url: str,
 ) -> None:  # fmt: skip
     register("2/5/a")
-    put(STORAGE, {"2/5/a": 10, "2/5/a/more": 5})
+    put(STORAGE, {"2/5/a": 10})
     run(settings, s3)
+    put(STORAGE, {"2/5/a/more": 5})
+    assert run_with_its_write_killed(settings, s3, conn, database_url).outcome != "done"
+    assert run(settings, s3).outcome == "done"
     assert image_storage(conn) == {"2/5/a": (15, 0)}
+    assert customer_storage(conn) == {(2, 0): (1, 15, 0), (2, 5): (1, 15, 0)}
 
 
 def test_a_database_that_refuses_is_one_line(server_url: str) -> None:
@@ -103,7 +115,7 @@ def test_a_database_that_refuses_is_one_line(server_url: str) -> None:
 def test_statements_and_connections_have_timeouts(database_url: str) -> None:
     with db.connect(database_url) as conn:
         assert conn.execute("SHOW statement_timeout").fetchone() == ("15min",)
-        assert conn.info.get_parameters()["connect_timeout"] == str(db.CONNECT_TIMEOUT_S)
+        assert conn.info.get_parameters()["connect_timeout"] == "10"
 
 
 @pytest.mark.parametrize(
@@ -181,6 +193,22 @@ def test_an_asset_deleted_between_listing_and_writing_loses_its_row(
 
 
 def test_a_customer_deleted_between_listing_and_writing_is_zeroed_not_resurrected(
+    register: Callable[..., None], put: Callable[..., None], settings: Settings, s3: S3Client,
+    conn: Conn,
+) -> None:  # fmt: skip
+    register("2/5/a")
+    put(STORAGE, {"2/5/a": 1})
+    run(settings, s3)
+    s3.meta.events.register(
+        "before-call.s3.ListObjectsV2",
+        lambda **_: delete_images(conn, '"Customer" = %s', 2),
+    )
+    run(settings, s3)
+    assert image_storage(conn) == {}
+    assert customer_storage(conn) == {(2, 0): (0, 0, 0), (2, 5): (0, 0, 0)}
+
+
+def test_a_new_customer_deleted_between_listing_and_writing_gets_no_rows(
     register: Callable[..., None], put: Callable[..., None], settings: Settings, s3: S3Client,
     conn: Conn,
 ) -> None:  # fmt: skip

@@ -206,3 +206,23 @@ def test_schedule_serves_metrics_of_its_runs(
     assert found[("storage_calc_runs_total", (("outcome", "done"),))] == 1.0
     assert found[("storage_calc_last_run_bytes", ())] == 300.0
     assert found[("storage_calc_last_success_timestamp_seconds", ())] <= time.time()
+
+
+def test_schedule_serves_metrics_on_the_host_given(
+    spawn: Callable[..., subprocess.Popen[str]],
+) -> None:
+    port = free_port()
+    spawn("schedule", "--cron", "0 0 1 1 *", "--metrics-port", str(port),
+          "--metrics-host", "127.0.0.1")  # fmt: skip
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+                assert "storage_calc_schedule_start_timestamp_seconds" in answer.read().decode()
+                break
+        except OSError:
+            assert time.monotonic() < deadline, "the metrics were never served on 127.0.0.1"
+            time.sleep(0.1)
+    # Another loopback address reaches a server on 0.0.0.0, never one on 127.0.0.1 alone.
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.2:{port}/metrics", timeout=5)

@@ -42,6 +42,15 @@ def finish(process: subprocess.Popen[str], timeout: float = 30) -> tuple[int, st
     return process.returncode, stdout, stderr
 
 
+def wait_for_event(process: subprocess.Popen[str], event: str) -> None:
+    """Reads the process's log lines until `event` is logged."""
+    assert process.stderr is not None
+    for line in process.stderr:
+        if line.startswith("{") and json.loads(line)["event"] == event:
+            return
+    raise AssertionError(f"the process ended without logging {event}")
+
+
 def test_a_second_run_skips_a_customer_being_computed_and_exits_75(
     customer_2: None, s3_proxy: S3Proxy, spawn: Spawn, conn: psycopg.Connection[Any]
 ) -> None:
@@ -113,6 +122,7 @@ def test_a_stopped_run_rolls_back_the_customer_and_is_recorded_as_interrupted(
     assert held.reached.wait(30)
 
     stopped.send_signal(stop_signal)
+    wait_for_event(stopped, "stop_requested")  # only then may the held page come back
     held.hold.set()
     code, _, stderr = finish(stopped, timeout=10)
     assert code == 1

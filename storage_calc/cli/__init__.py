@@ -45,9 +45,13 @@ class OneLineErrors(click.Group):
 def cli() -> None:
     """Recompute the storage figures of a digital asset platform from its S3 listings.
 
-    Every option can also be set with an environment variable STORAGE_CALC_<OPTION>. S3
-    endpoint, region and credentials come from boto3's own configuration (AWS_ENDPOINT_URL_S3,
-    AWS_PROFILE, ...).
+    Options that describe the installation (database, buckets, workers, API base URL, quota
+    margin, metrics, schedule) can also be set with an environment variable
+    STORAGE_CALC_<OPTION>, shown in each command's --help. Options that choose what a command
+    covers or make a run write nothing (--customer, --space, --asset, --shard, --shards,
+    --dry-run) are marked "command line only": a variable left in an environment file must
+    never narrow or disable a nightly run. S3 endpoint, region and credentials come from
+    boto3's own configuration (AWS_ENDPOINT_URL_S3, AWS_PROFILE, ...).
     """
     logs.configure()
 

@@ -18,6 +18,7 @@ from storage_calc.cli.options import (
     Failure,
     ParsedParam,
     api_option,
+    command_line_option,
     database_option,
     database_url,
     option,
@@ -35,16 +36,16 @@ from storage_calc.stopping import stop_on_signals
 
 
 @click.command("run")
-@option("--customer", type=CUSTOMER, help="Only this customer.")
-@option("--space", type=SPACE, help="Only this space of --customer.")
-@option(
+@command_line_option("--customer", type=CUSTOMER, help="Only this customer.")
+@command_line_option("--space", type=SPACE, help="Only this space of --customer.")
+@command_line_option(
     "--asset",
     type=ASSET,
     metavar="C/S/ID",
     help="Only this asset; its space and customer totals are refreshed.",
 )
 @shard_options
-@option(
+@command_line_option(
     "--dry-run",
     is_flag=True,
     help="Compute and print what would change as JSON lines; write nothing.",
@@ -166,7 +167,16 @@ def exit_with(report: RunReport) -> None:
     "--metrics-port",
     type=click.IntRange(1, 65535),
     metavar="PORT",
-    help="Serve Prometheus metrics of the runs at http://0.0.0.0:PORT/metrics.",
+    help="Serve Prometheus metrics of the runs at http://HOST:PORT/metrics, HOST being "
+    "--metrics-host.",
+)
+@option(
+    "--metrics-host",
+    default="0.0.0.0",
+    show_default=True,
+    metavar="HOST",
+    help="Address the metrics of --metrics-port are served on; 0.0.0.0 lets Prometheus "
+    "scrape them from another host, 127.0.0.1 keeps them to this one.",
 )
 @shard_options
 @quota_option
@@ -177,6 +187,7 @@ def schedule_command(
     timezone: str,
     run_now: bool,
     metrics_port: int | None,
+    metrics_host: str,
     shard: Shard | None,
     shards: int | None,
     **params: Any,
@@ -191,7 +202,7 @@ def schedule_command(
     Examples:
         storage-calc schedule
         storage-calc schedule --cron '30 1 * * *' --timezone Europe/London --run-now
-        storage-calc schedule --metrics-port 9100
+        storage-calc schedule --metrics-port 9100 --metrics-host 127.0.0.1
     """
     from storage_calc import scheduler  # here: APScheduler only slows every other command
     from storage_calc.metrics import ScheduleMetrics
@@ -205,7 +216,7 @@ def schedule_command(
         metrics = None
         if metrics_port is not None:
             metrics = ScheduleMetrics()
-            metrics.serve(metrics_port, "0.0.0.0")
+            metrics.serve(metrics_port, metrics_host)
         scheduler.serve(
             scheduler.build_scheduler(settings, url, s3, trigger, shard, run_now, stop, metrics),
             stop,

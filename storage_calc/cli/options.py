@@ -1,4 +1,5 @@
-"""What the commands share: the options (each also read from STORAGE_CALC_<NAME>), the
+"""What the commands share: the options (settings of the installation also read from
+STORAGE_CALC_<NAME>, the choice of what a command covers only from its command line), the
 parameter types, the settings they make, and the mapping of library errors to one line and an
 exit code."""
 
@@ -90,6 +91,18 @@ def option(*decls: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callabl
     return click.option(*decls, envvar=f"STORAGE_CALC_{name}", show_envvar=True, **kwargs)
 
 
+def command_line_option(
+    *decls: str, help: str, **kwargs: Any
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A click option read from the command line only, and saying so in --help.
+
+    For the options that choose what a command covers or make a run write nothing: a
+    STORAGE_CALC_CUSTOMER or STORAGE_CALC_DRY_RUN left in cron's environment file would
+    otherwise narrow or disable every run without a word on the command line.
+    """
+    return click.option(*decls, help=f"{help}  [command line only]", **kwargs)
+
+
 def together(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """The decorators applied in the order they are listed, as if stacked above a function."""
 
@@ -140,8 +153,10 @@ s3_options = together(
     ),
 )
 shard_options = together(
-    option("--shard", type=SHARD, metavar="I/N", help="Only customers whose id modulo N is I."),
-    option(
+    command_line_option(
+        "--shard", type=SHARD, metavar="I/N", help="Only customers whose id modulo N is I."
+    ),
+    command_line_option(
         "--shards",
         type=click.IntRange(1),
         metavar="N",
@@ -167,7 +182,7 @@ json_option = click.option(
     show_envvar=True,
     help="Print JSON for scripts, with exact bytes.",
 )
-customer_filter = option("--customer", type=CUSTOMER, help="Only this customer.")
+customer_filter = command_line_option("--customer", type=CUSTOMER, help="Only this customer.")
 
 
 def settings_from(params: dict[str, Any]) -> Settings:

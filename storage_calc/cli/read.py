@@ -17,6 +17,7 @@ from storage_calc.cli.options import (
     Failure,
     ParsedParam,
     api_option,
+    command_line_option,
     connected,
     customer_filter,
     database_option,
@@ -45,7 +46,7 @@ def print_resource(resource: dict[str, Any] | None, what: str) -> None:
 
 @show.command("customer")
 @click.argument("customer", type=CUSTOMER)
-@option(
+@command_line_option(
     "--space",
     type=click.IntRange(0, INT4_MAX),
     help="A space instead of the customer. 0 is the stub space in the platform's current "
