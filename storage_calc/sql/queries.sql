@@ -111,7 +111,8 @@ WHERE "Customer" = %(customer)s
 -- name: misfiled
 -- The "Images" rows filed under a scope whose Id names another customer or space: how many, and
 -- the first few ids.
-SELECT count(*) AS count, coalesce((array_agg("Id"::text ORDER BY "Id"))[1:5], '{}') AS examples
+SELECT count(*) AS count,
+       coalesce((array_agg("Id"::text ORDER BY "Id"))[1:5], ARRAY[]::text[]) AS examples
 FROM "Images"
 WHERE "Customer" = %(customer)s
   AND "Space" >= %(first_space)s
