@@ -77,7 +77,6 @@ class Job:
 
 def run(
     settings: Settings,
-    database_url: str,
     s3: S3Client,
     scope: Scope = Scope(),
     shard: Shard | None = None,
@@ -96,7 +95,7 @@ def run(
     keeps its previous figures. Every log event of the run carries its `run_id` (None for a dry
     run). `progress` is kept up to date as customers and pages come in.
     """
-    database = db.Database(database_url)
+    database = db.Database(settings.database_url)
     try:
         layout = db.detect_layout(database.conn)
         check_scope(scope, layout)

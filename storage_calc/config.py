@@ -24,9 +24,11 @@ _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything a run needs besides its scope; `database_url` None means the embedded server."""
+    """Everything a run needs besides its scope, built once per command from its options:
+    the database's URL (the embedded server's when none is configured), where the objects
+    are, the resources' base URL, the listing concurrency and the quota margin."""
 
-    database_url: str | None = None
+    database_url: str
     locations: tuple[Location, ...] = (
         Location(DEFAULT_STORAGE_BUCKET, "", LocationKind.ARTEFACT),
         Location(DEFAULT_THUMBS_BUCKET, "", LocationKind.THUMBNAIL),

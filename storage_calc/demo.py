@@ -105,11 +105,11 @@ def local_s3() -> Iterator[None]:
                 os.environ[name] = value
 
 
-def run_demo(settings: Settings, database_url: str) -> tuple[RunReport, list[dict[str, Any]]]:
+def run_demo(settings: Settings) -> tuple[RunReport, list[dict[str, Any]]]:
     """Runs the job on the sample and returns its report (with the layout it found) and the
     customer, space 5 and example asset resources."""
     assets, artefacts, thumbnails = sample()
-    conn = db.connect(database_url)
+    conn = db.connect(settings.database_url)
     try:
         db.migrate(conn)
         db.register_assets(conn, sorted(set(assets) - db.registered(conn, assets)))
@@ -121,7 +121,7 @@ def run_demo(settings: Settings, database_url: str) -> tuple[RunReport, list[dic
                     s3.put_object(
                         Bucket=location.bucket, Key=location.prefix + key, Body=b"\0" * size
                     )
-            report = calculator.run(settings, database_url, s3, Scope(customer=CUSTOMER))
+            report = calculator.run(settings, s3, Scope(customer=CUSTOMER))
         base = settings.api_base_url
         layout = db.detect_layout(conn)
         customer_row = db.customer_storage(conn, layout, CUSTOMER, None)

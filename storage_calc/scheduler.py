@@ -51,8 +51,8 @@ def cron_trigger(expression: str, timezone: str) -> CronTrigger:
 
 
 def fire(
-    settings: Settings, database_url: str, s3: S3Client, shard: Shard | None,
-    stop: threading.Event, metrics: ScheduleMetrics | None,
+    settings: Settings, s3: S3Client, shard: Shard | None, stop: threading.Event,
+    metrics: ScheduleMetrics | None,
 ) -> None:  # fmt: skip
     """One scheduled run; its failures are logged, never raised into APScheduler, which would
     only log them itself."""
@@ -60,20 +60,17 @@ def fire(
     if metrics is not None:
         metrics.watch(progress)
     try:
-        report = calculator.run(
-            settings, database_url, s3, Scope(), shard, stop=stop, progress=progress
-        )
+        report = calculator.run(settings, s3, Scope(), shard, stop=stop, progress=progress)
     except StorageCalcError as exc:
         log.error("scheduled_run_failed", error=str(exc))
         return
-    quota.warn(database_url, report, settings.quota_margin)
+    quota.warn(settings, report)
     if metrics is not None:
         metrics.observe(report)
 
 
 def build_scheduler(
     settings: Settings,
-    database_url: str,
     s3: S3Client,
     trigger: CronTrigger,
     shard: Shard | None,
@@ -88,7 +85,7 @@ def build_scheduler(
     scheduler.add_job(
         fire,
         trigger,
-        args=(settings, database_url, s3, shard, stop, metrics),
+        args=(settings, s3, shard, stop, metrics),
         id=JOB_ID,
         max_instances=1,
         coalesce=True,

@@ -35,7 +35,7 @@ def customer_storage(conn: Conn) -> dict[tuple[int, int], tuple[int, int, int]]:
 
 
 def run(settings: Settings, s3: S3Client, **kwargs: Any) -> Any:
-    return calculator.run(settings, settings.database_url or "", s3, **kwargs)
+    return calculator.run(settings, s3, **kwargs)
 
 
 @pytest.fixture

@@ -52,9 +52,9 @@ def history(
     register("2/5/a", "2/6/b", "3/1/c")
     put(STORAGE, {"2/5/a": 100, "2/6/b": 200, "3/1/c": 300})
     put(THUMBS, {"2/5/a/open/100.jpg": 5})
-    calculator.run(settings, settings.database_url or "", s3)
+    calculator.run(settings, s3)
     put(STORAGE, {"2/5/a": 150, "2/5/gone": 9})
-    calculator.run(settings, settings.database_url or "", s3)
+    calculator.run(settings, s3)
 
 
 @pytest.mark.parametrize("panel", PANELS, ids=[p["title"] for p in PANELS])

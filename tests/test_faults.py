@@ -25,7 +25,7 @@ Conn = psycopg.Connection[Any]
 
 
 def run(settings: Settings, s3: S3Client, **kwargs: Any) -> Any:
-    return calculator.run(settings, settings.database_url or "", s3, **kwargs)
+    return calculator.run(settings, s3, **kwargs)
 
 
 def image_storage(conn: Conn) -> dict[str, tuple[int, int]]:

@@ -105,10 +105,10 @@ def test_invariants_hold_after_any_runs_and_failures(
         for scope, failures in runs:
             failing.clear()
             failing.update(failures)
-            calculator.run(settings, settings.database_url or "", s3, scope)
+            calculator.run(settings, s3, scope)
             check_invariants(conn)
         failing.clear()
-        report = calculator.run(settings, settings.database_url or "", s3)
+        report = calculator.run(settings, s3)
     finally:
         s3.meta.events.unregister("before-send.s3.ListObjectsV2", hook)
     assert report.outcome == "done"

@@ -104,7 +104,7 @@ def settings(layout_url: str) -> Settings:
 
 
 def run(layout_url: str, s3: S3Client, **kwargs: Any) -> Any:
-    return calculator.run(settings(layout_url), layout_url, s3, **kwargs)
+    return calculator.run(settings(layout_url), s3, **kwargs)
 
 
 def customer_storage(conn: Conn) -> dict[int | None, tuple[int, ...]]:

@@ -99,7 +99,7 @@ def test_an_answer_that_is_not_the_listing_asked_for_is_retried_to_exact_figures
     answer_listing: Callable[..., list[int]],
 ) -> None:  # fmt: skip
     answered = answer_listing(s3, "prefix=2%2F5%2F", body, times=1)
-    report = calculator.run(settings, settings.database_url or "", s3)
+    report = calculator.run(settings, s3)
     assert report.outcome == "done"
     assert answered == [1]
     assert figures(conn) == {(2, 0): (2, 300), (2, 5): (2, 300), (3, 0): (1, 300), (3, 1): (1, 300)}
@@ -110,11 +110,11 @@ def test_an_answer_that_is_never_the_listing_asked_for_fails_only_its_customer(
     body: bytes, two_customers: None, settings: Settings, s3_two_attempts: S3Client, conn: Conn,
     answer_listing: Callable[..., list[int]],
 ) -> None:  # fmt: skip
-    calculator.run(settings, settings.database_url or "", s3_two_attempts)
+    calculator.run(settings, s3_two_attempts)
     before = figures(conn)
     s3_two_attempts.put_object(Bucket=STORAGE, Key="2/5/a/more", Body=b"\0" * 5)
     answered = answer_listing(s3_two_attempts, "prefix=2%2F5%2F", body)
-    report = calculator.run(settings, settings.database_url or "", s3_two_attempts)
+    report = calculator.run(settings, s3_two_attempts)
     failed, done = report.customers
     assert (failed.customer, failed.outcome, done.customer, done.outcome) == (
         2, Outcome.FAILED, 3, Outcome.DONE,

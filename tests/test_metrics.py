@@ -45,7 +45,7 @@ def report(
     register("2/5/a", "2/5/b")
     put(STORAGE, {"2/5/a": 300, "2/5/b": 20, "2/5/gone": 7})
     put(THUMBS, {"2/5/a/open/100.jpg": 5})
-    return calculator.run(settings, settings.database_url or "", s3)
+    return calculator.run(settings, s3)
 
 
 def test_a_run_gives_the_batch_job_gauges(report: RunReport) -> None:
@@ -80,7 +80,7 @@ def test_a_failed_run_exports_no_last_success(
 ) -> None:
     register("2/5/a")
     fail_listing("prefix=2%2F")
-    report = calculator.run(settings, settings.database_url or "", s3)
+    report = calculator.run(settings, s3)
     run_metrics = metrics.RunMetrics(CollectorRegistry(), last_success=False)
     run_metrics.observe(report)
     found = samples(generate_latest(run_metrics.registry).decode())

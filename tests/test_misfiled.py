@@ -34,7 +34,7 @@ def misfiled(register: Callable[..., None], put: Callable[..., None], conn: Conn
 
 
 def run(settings: Settings, s3: S3Client, **kwargs: Any) -> Any:
-    return calculator.run(settings, settings.database_url or "", s3, **kwargs)
+    return calculator.run(settings, s3, **kwargs)
 
 
 def rows(conn: Conn) -> dict[tuple[int, int], tuple[int, int]]:

@@ -32,7 +32,7 @@ def test_the_run_counts_its_customers_and_listed_objects(
     register("2/5/a", "3/1/b")
     put(STORAGE, {"2/5/a": 1, "2/5/a/x": 1, "3/1/b": 1})
     progress = RunProgress()
-    report = calculator.run(settings, settings.database_url or "", s3, progress=progress)
+    report = calculator.run(settings, s3, progress=progress)
     assert (progress.customers_done, progress.customers, progress.objects) == (2, 2, 3)
     assert report.objects == 3
 

@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -43,13 +44,13 @@ def test_a_bad_cron_or_zone_is_a_config_error(cron: str, zone: str) -> None:
         scheduler.cron_trigger(cron, zone)
 
 
-def build(settings: Settings, url: str, s3: S3Client, stop: threading.Event) -> Any:
+def build(settings: Settings, s3: S3Client, stop: threading.Event) -> Any:
     trigger = scheduler.cron_trigger(FAR_AWAY, "UTC")
-    return scheduler.build_scheduler(settings, url, s3, trigger, None, True, stop)
+    return scheduler.build_scheduler(settings, s3, trigger, None, True, stop)
 
 
 def test_one_job_never_two_at_once(settings: Settings, s3: S3Client) -> None:
-    job = build(settings, "", s3, threading.Event()).get_job(scheduler.JOB_ID)
+    job = build(settings, s3, threading.Event()).get_job(scheduler.JOB_ID)
     assert job.max_instances == 1
 
 
@@ -59,9 +60,7 @@ def missed(settings: Settings, s3: S3Client, stop: threading.Event, late: timede
     now = datetime.now(UTC)
     end = now - late
     trigger = CronTrigger(minute="*", start_date=end - timedelta(minutes=30), end_date=end)
-    sched = scheduler.build_scheduler(
-        settings, settings.database_url or "", s3, trigger, None, False, stop
-    )
+    sched = scheduler.build_scheduler(settings, s3, trigger, None, False, stop)
     sched.modify_job(scheduler.JOB_ID, next_run_time=end - timedelta(minutes=30))
     return sched
 
@@ -115,7 +114,7 @@ def test_run_now_fires_once_then_waits_for_the_next_fire(
     register("2/5/a")
     stop = threading.Event()
     logs = serve_until(
-        build(settings, settings.database_url, s3, stop), stop,
+        build(settings, s3, stop), stop,
         lambda logs: "next_run_scheduled" in events(logs)[2:],
     )  # fmt: skip
     assert [e for e in events(logs) if e != "customer_calculated"] == [
@@ -128,7 +127,8 @@ def test_run_now_fires_once_then_waits_for_the_next_fire(
 
 def test_a_failed_run_is_logged_and_the_schedule_goes_on(settings: Settings, s3: S3Client) -> None:
     stop = threading.Event()
-    sched = build(settings, "postgresql://nobody@127.0.0.1:1/none", s3, stop)
+    unreachable = replace(settings, database_url="postgresql://nobody@127.0.0.1:1/none")
+    sched = build(unreachable, s3, stop)
     logs = serve_until(sched, stop, lambda logs: "scheduled_run_failed" in events(logs))
     failure = next(e for e in logs if e["event"] == "scheduled_run_failed")
     assert failure["error"].startswith("cannot connect to the database")

@@ -20,7 +20,6 @@ from storage_calc.cli.options import (
     api_option,
     command_line_option,
     database_option,
-    database_url,
     option,
     quota_option,
     reported,
@@ -101,9 +100,8 @@ def run_command(
     ):
         logs.configure(log_stream)
         s3 = make_s3_client(settings.workers)
-        url = database_url(settings)
-        report = calculator.run(settings, url, s3, scope, shard, dry_run, stop, progress)
-        quota.warn(url, report, settings.quota_margin)
+        report = calculator.run(settings, s3, scope, shard, dry_run, stop, progress)
+        quota.warn(settings, report)
     if pushgateway is not None:
         from storage_calc import metrics  # here: prometheus_client only slows other runs
 
@@ -208,17 +206,17 @@ def schedule_command(
     from storage_calc.metrics import ScheduleMetrics
 
     shard = shard_of(shard, shards)
+    with reported():
+        trigger = scheduler.cron_trigger(cron, timezone)
     settings = settings_from(params)
     with reported(), stop_on_signals() as stop:
-        trigger = scheduler.cron_trigger(cron, timezone)
-        url = database_url(settings)
         s3 = make_s3_client(settings.workers)
         metrics = None
         if metrics_port is not None:
             metrics = ScheduleMetrics()
             metrics.serve(metrics_port, metrics_host)
         scheduler.serve(
-            scheduler.build_scheduler(settings, url, s3, trigger, shard, run_now, stop, metrics),
+            scheduler.build_scheduler(settings, s3, trigger, shard, run_now, stop, metrics),
             stop,
         )
 
@@ -240,7 +238,7 @@ def demo_command(**params: Any) -> None:
 
     settings = settings_from(params)
     with reported():
-        report, resources = demo.run_demo(settings, database_url(settings))
+        report, resources = demo.run_demo(settings)
     if report.layout is not None:
         click.echo(f"the platform's tables have the {report.layout.name} layout", err=True)
     for resource in resources:

@@ -186,9 +186,13 @@ customer_filter = command_line_option("--customer", type=CUSTOMER, help="Only th
 
 
 def settings_from(params: dict[str, Any]) -> Settings:
+    """The command's settings: the one place that reads the options they come from, and that
+    starts the embedded PostgreSQL when no database URL is configured."""
     locations = tuple(params[k] for k in ("storage_bucket", "thumbs_bucket") if k in params)
+    with reported():
+        url = params.get("database_url") or embedded.start()
     return Settings(
-        database_url=params.get("database_url"),
+        database_url=url,
         **({"locations": locations} if locations else {}),
         api_base_url=params.get("api_base_url", DEFAULT_API_BASE_URL),
         workers=params.get("workers", DEFAULT_WORKERS),
@@ -196,12 +200,8 @@ def settings_from(params: dict[str, Any]) -> Settings:
     )
 
 
-def database_url(settings: Settings) -> str:
-    return settings.database_url or embedded.start()
-
-
 @contextlib.contextmanager
 def connected(params: dict[str, Any]) -> Iterator[db.Connection]:
     """A connection to the configured database; library errors in the block become one line."""
-    with reported(), db.connect(database_url(settings_from(params))) as conn:
+    with reported(), db.connect(settings_from(params).database_url) as conn:
         yield conn

@@ -21,7 +21,6 @@ from storage_calc.cli.options import (
     connected,
     customer_filter,
     database_option,
-    database_url,
     json_option,
     option,
     quota_option,
@@ -64,7 +63,7 @@ def show_customer(customer: int, space: int | None, **params: Any) -> None:
         storage-calc show customer 2 --space 5
     """
     settings = settings_from(params)
-    with reported(), db.connect(database_url(settings)) as conn:
+    with reported(), db.connect(settings.database_url) as conn:
         resource = resources.customer_storage(conn, customer, space, settings.api_base_url)
     what = f"customer {customer}" + ("" if space is None else f" space {space}")
     print_resource(resource, f"storage figures of {what}")
@@ -82,7 +81,7 @@ def show_asset(asset: AssetKey, **params: Any) -> None:
         storage-calc show asset 2/5/my-asset
     """
     settings = settings_from(params)
-    with reported(), db.connect(database_url(settings)) as conn:
+    with reported(), db.connect(settings.database_url) as conn:
         resource = resources.image_storage(
             conn, asset.customer, asset.space, asset.asset, settings.api_base_url
         )
@@ -101,7 +100,7 @@ def show_policy(policy: str, **params: Any) -> None:
         storage-calc show policy default
     """
     settings = settings_from(params)
-    with reported(), db.connect(database_url(settings)) as conn:
+    with reported(), db.connect(settings.database_url) as conn:
         resource = resources.storage_policy(conn, policy, settings.api_base_url)
     print_resource(resource, f"storage policy {policy!r}")
 
@@ -282,5 +281,5 @@ def serve_command(host: str, port: int, **params: Any) -> None:
         ) from exc
     settings = settings_from(params)
     with reported():
-        app = create_app(database_url(settings), settings.api_base_url)
+        app = create_app(settings.database_url, settings.api_base_url)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -63,7 +63,7 @@ def expected() -> dict[str, tuple[int, int]]:
 
 
 def run(settings: Settings) -> Any:
-    return calculator.run(settings, settings.database_url or "", make_s3_client(4))
+    return calculator.run(settings, make_s3_client(4))
 
 
 def test_figures_equal_the_reference_model(
