@@ -43,7 +43,12 @@ MIGRATION_LOCK_NAMESPACE = 0x73746D67  # "stmg": the schema's migration
 # The platform's tables the job reads and writes; `db migrate` creates them only where none
 # exists, and never alters one that does.
 PLATFORM_TABLES = ("CustomerStorage", "ImageStorage", "Images", "StoragePolicies")
-PLATFORM_SCHEMAS = ("seed", "current")
+# The platform's tables in a layout, as its own migrations reach it: the seed layout, then the
+# migrations that track adjuncts, then those that make space 0 the stub space.
+SEED = ("platform_seed.sql",)
+WITH_ADJUNCTS = (*SEED, "platform_adjunct_tracking.sql")
+CURRENT = (*WITH_ADJUNCTS, "platform_space_zero.sql")
+PLATFORM_SCHEMAS = {"seed": SEED, "current": CURRENT}
 
 STATEMENT_TIMEOUT_MS = 15 * 60 * 1000
 CONNECT_TIMEOUT_S = 10
@@ -171,7 +176,8 @@ def migrate(conn: Connection, platform_schema: str = "seed") -> Migrated:
         created = None
         present = platform_tables(conn)
         if not present:
-            conn.execute(sql_file(f"platform_{platform_schema}.sql"))
+            for path in PLATFORM_SCHEMAS[platform_schema]:
+                conn.execute(sql_file(path))
             created = platform_schema
         elif missing := sorted(set(PLATFORM_TABLES) - set(present)):
             raise ConfigError(

@@ -100,17 +100,12 @@ def register(conn: psycopg.Connection[Any]) -> Callable[..., None]:
     return register
 
 
-FIXTURES = Path(__file__).parent / "fixtures"
-# The platform's tables in each layout met in the field (LAYOUTS.md): the DDL `db migrate`
-# creates for seed and current, and for the middle one the seed layout with the platform's
-# adjunct migrations applied.
+# The platform's tables in each layout met in the field (LAYOUTS.md), built the way its own
+# migrations reach them.
 LAYOUT_DDL = {
-    "seed": [db.sql_file("platform_seed.sql")],
-    "seed with adjuncts": [
-        db.sql_file("platform_seed.sql"),
-        (FIXTURES / "platform_adjunct_tracking.sql").read_text(),
-    ],
-    "current": [db.sql_file("platform_current.sql")],
+    "seed": [db.sql_file(path) for path in db.SEED],
+    "seed with adjuncts": [db.sql_file(path) for path in db.WITH_ADJUNCTS],
+    "current": [db.sql_file(path) for path in db.CURRENT],
 }
 
 

@@ -64,7 +64,7 @@ def db_group() -> None:
 @db_group.command("migrate")
 @option(
     "--platform-schema",
-    type=click.Choice(db.PLATFORM_SCHEMAS),
+    type=click.Choice(list(db.PLATFORM_SCHEMAS)),
     default="seed",
     show_default=True,
     help="The layout of the platform's tables to create where none of them exists: seed "
