@@ -100,8 +100,9 @@ def create_app(database_url: str, base_url: str) -> Starlette:
 
     def storage(request: Request) -> Response:
         parts = segments(request)
-        ids = [parse_int(p) for p in parts[1:-1:2]]
-        if None in ids:
+        parsed = [parse_int(p) for p in parts[1:-1:2]]
+        ids = [i for i in parsed if i is not None]
+        if len(ids) < len(parsed):
             return error(400, "customer and space must be non-negative integers")
         space: int | None
         if len(parts) == 3:  # customers/{c}/storage

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -15,6 +16,8 @@ from tests.seaweedfs import installed
 
 ROOT = Path(__file__).parent.parent
 DEPLOY = ROOT / "deploy"
+# The newest Kubernetes that kubernetes-validate 1.37 ships schemas for.
+KUBERNETES = "1.37"
 
 
 def manifests(name: str) -> dict[str, Any]:
@@ -47,6 +50,24 @@ def test_the_pods_take_settings_from_a_configmap_and_a_secret_only(name: str) ->
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
     text = (DEPLOY / "kubernetes" / name).read_text()
     assert "SECRET_ACCESS_KEY:" not in text and "postgresql://" not in text.split("---")[-1]
+
+
+@pytest.mark.parametrize(
+    "path", sorted((DEPLOY / "kubernetes").glob("*.yaml")), ids=lambda p: p.name
+)
+def test_every_manifest_is_valid_against_the_kubernetes_schemas(path: Path) -> None:
+    documents = list(yaml.safe_load_all(path.read_text()))
+    assert documents
+    errors = []
+    for document in documents:
+        # Strict: a misspelt or misplaced field is an error, not an ignored extra.
+        try:
+            kubernetes_validate.validate(document, KUBERNETES, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            errors.append(f"{document['kind']} {exc.json_path}: {exc.message}")
+        except kubernetes_validate.SchemaNotFoundError as exc:
+            errors.append(exc.message)
+    assert errors == []
 
 
 def test_the_configmap_holds_no_credentials() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -47,6 +48,41 @@ def test_only_the_scope_and_dry_run_options_have_no_variable_and_help_says_so() 
     }  # fmt: skip
 
 
+def blocks(text: str) -> list[str]:
+    """The README's table rows, list items and paragraphs, each a place that can say which
+    options a command takes."""
+    found = []
+    for paragraph in re.split(r"\n\s*\n", text):
+        if paragraph.startswith("|"):
+            found += paragraph.splitlines()
+        else:
+            found += re.split(r"\n(?=- )", paragraph)
+    return found
+
+
+def mentions(text: str, word: str) -> bool:
+    """`word` in `text`, and not as the start of a longer word (`--shard` in `--shards`)."""
+    return re.search(rf"{re.escape(word)}(?![\w-])", text) is not None
+
+
+def test_every_option_is_in_the_configuration_table_or_beside_its_command() -> None:
+    # The configuration table documents once the options that many commands share.
+    configuration = set(re.findall(r"^\| `(--[\w-]+)` \|", README, re.MULTILINE))
+    missing = []
+    for path, command in [("", cli), *commands(cli)]:
+        name = f"storage-calc {path}".strip()
+        beside = [b for b in blocks(README) if mentions(b, name)]
+        for param in command.params:
+            if not isinstance(param, click.Option):
+                continue
+            for option in [*param.opts, *param.secondary_opts]:
+                if not option.startswith("--") or option == "--help" or option in configuration:
+                    continue
+                if not any(mentions(b, option) for b in beside):
+                    missing.append(f"{name} {option}")
+    assert not missing, "options not in the README: " + ", ".join(missing)
+
+
 def test_the_ci_script_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
     assert f"\n{ci}\n" in README
@@ -57,8 +93,6 @@ def test_the_readme_opens_with_the_demo() -> None:
 
 
 def test_every_test_named_in_the_reliability_table_exists() -> None:
-    import re
-
     table = (ROOT / "docs" / "reliability.md").read_text()
     names = re.findall(r"`(\S+\.py)?::(test_\w+)`", table)
     assert len(names) > 40

@@ -42,7 +42,7 @@ class Failure(click.ClickException):
 
     def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code = exit_code  # type: ignore[misc]  # shadows click's ClassVar
 
 
 @contextlib.contextmanager
@@ -56,7 +56,7 @@ def reported() -> Iterator[None]:
         raise Failure(str(exc)) from exc
 
 
-class ParsedParam(click.ParamType):
+class ParsedParam(click.ParamType[Any]):
     """A ParamType over one of the library's parsers, failing with exit 2 on a ConfigError."""
 
     def __init__(self, name: str, parse: Callable[[str], Any]) -> None:
