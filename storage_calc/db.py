@@ -235,7 +235,9 @@ class SchemaStatus:
 def schema_status(conn: Connection) -> SchemaStatus:
     with translated("reading the schema's status failed"):
         present = tuple(platform_tables(conn))
-        has_schema, has_versions = execute(conn, "schema_state").fetchone()  # type: ignore[misc]
+        state = execute(conn, "schema_state").fetchone()
+        assert state is not None  # a SELECT without FROM: always one row
+        has_schema, has_versions = state
         applied = tuple(r[0] for r in execute(conn, "applied_migrations")) if has_versions else ()
     layout, layout_error = None, None
     if present:
@@ -303,7 +305,7 @@ def server_now(conn: Connection) -> datetime:
     with translated("reading the database clock failed"):
         row = execute(conn, "server_now").fetchone()
     assert row is not None
-    return row[0]  # type: ignore[no-any-return]
+    return row[0]  # type: ignore[no-any-return]  # psycopg's rows are tuples of Any
 
 
 def all_customers(conn: Connection) -> list[int]:
@@ -350,7 +352,7 @@ def misfiled(
 def try_lock_customer(conn: Connection, customer: int) -> bool:
     with translated(f"locking customer {customer} failed"):
         row = execute(conn, "try_lock_customer", namespace=LOCK_NAMESPACE, customer=customer)
-        return bool(row.fetchone()[0])  # type: ignore[index]
+        return bool(row.fetchone()[0])  # type: ignore[index]  # a SELECT of a function: one row
 
 
 def unlock_customer(conn: Connection, customer: int) -> None:
@@ -475,7 +477,7 @@ def start_run(conn: Connection, started: datetime, scope: str, shard: str | None
         row = execute(conn, "insert_run", started=started, scope=scope, shard=shard).fetchone()
         assert row is not None
         lock_run(conn, row[0])
-    return row[0]  # type: ignore[no-any-return]
+    return row[0]  # type: ignore[no-any-return]  # psycopg's rows are tuples of Any
 
 
 def lock_run(conn: Connection, run_id: int) -> None:

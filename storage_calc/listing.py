@@ -231,7 +231,7 @@ def list_pages(
 def call_s3(operation: Any, request: dict[str, Any], where: str) -> dict[str, Any]:
     """`operation(**request)`, with boto3's failures turned into one-line ListingErrors."""
     try:
-        return operation(**request)  # type: ignore[no-any-return]
+        return operation(**request)  # type: ignore[no-any-return]  # botocore is untyped
     except NoCredentialsError as exc:
         raise ListingError(
             "no AWS credentials found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
