@@ -125,43 +125,40 @@ def read_listing(
     What botocore is left to parse is only what drives the listing: `IsTruncated` and
     `NextContinuationToken`. Keys arrive URL-encoded because botocore asks for
     `EncodingType=url` (the job never sets it itself), so they are decoded here, exactly once,
-    the way botocore would (`unquote_plus`). An error status, an `<Error>` sent with 200 and a
-    body cut short are left as they came, for botocore to report or retry as usual. Any other
-    answer with status 200 that is not a well-formed listing of the requested bucket and
-    prefix (an empty body, an HTML page, other XML, a size that is not a number) becomes a 500
-    with an `InvalidListing` error, which botocore retries like any 500: taken for a last,
-    empty page, it would have written a customer from part of its listing.
+    the way botocore would (`unquote_plus`). An error status and an `<Error>` sent with 200 are
+    left as they came, for botocore to report or retry as usual. Any other answer with status
+    200 that is not a well-formed listing of the requested bucket and prefix (an empty body, a
+    body cut short, an HTML page, other XML, a size that is not a number) becomes a 500 with an
+    `InvalidListing` error saying what was wrong, which botocore retries like any 500: taken for
+    a last, empty page, it would have written a customer from part of its listing.
     """
     if operation_model.name != "ListObjectsV2" or response_dict["status_code"] != 200:
         return
     try:
-        root = ElementTree.fromstring(response_dict["body"])
-    except ElementTree.ParseError:
-        if response_dict["body"].strip():
-            return
-        root = None
-    if root is not None and root.tag == "Error":
-        return
-    try:
-        page, tail = parse_listing(root, getattr(_requested, "listing", None))
+        parsed = parse_listing(response_dict["body"], getattr(_requested, "listing", None))
     except InvalidListing as exc:
         response_dict["status_code"] = 500
         response_dict["body"] = (
             f"<Error><Code>InvalidListing</Code><Message>{escape(str(exc))}</Message></Error>"
         ).encode()
         return
-    customized_response_dict[PAGE] = page
-    response_dict["body"] = tail
+    if parsed is not None:
+        customized_response_dict[PAGE], response_dict["body"] = parsed
 
 
-def parse_listing(
-    root: ElementTree.Element | None, requested: tuple[str, str] | None
-) -> tuple[Page, bytes]:
-    """The page of a ListBucketResult, and the short body left for botocore to parse; an
-    InvalidListing saying why if it is not a well-formed listing of `requested` (bucket,
-    prefix)."""
-    if root is None:
+def parse_listing(body: bytes, requested: tuple[str, str] | None) -> tuple[Page, bytes] | None:
+    """The page of a ListBucketResult and the short body left for botocore to parse, or None
+    for an S3 error document; an InvalidListing saying why if the body is not a well-formed
+    listing of `requested` (bucket, prefix)."""
+    if not body.strip():
         raise InvalidListing("the answer was empty")
+    try:
+        root = ElementTree.fromstring(body)
+    except ElementTree.ParseError as exc:
+        start = " ".join(body[:60].decode("utf-8", "replace").split())
+        raise InvalidListing(f"the answer is not well-formed XML: {start!r}") from exc
+    if root.tag == "Error":
+        return None
     ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
     if root.tag != f"{ns}ListBucketResult":
         raise InvalidListing(f"the answer was a {root.tag.removeprefix(ns)!r}, not a listing")

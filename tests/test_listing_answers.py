@@ -34,6 +34,7 @@ def listing(
 
 ANSWERS = {
     "empty": b"",
+    "cut short": listing()[:150],
     "html": b"<!DOCTYPE html><html><body><p>502 Bad Gateway<br></body></html>",
     "xhtml": b'<html xmlns="http://www.w3.org/1999/xhtml"><body>Bad Gateway</body></html>',
     "other xml": f"<ListAllMyBucketsResult {NS}><Buckets/></ListAllMyBucketsResult>".encode(),
@@ -119,7 +120,9 @@ def test_an_answer_that_is_never_the_listing_asked_for_fails_only_its_customer(
     assert (failed.customer, failed.outcome, done.customer, done.outcome) == (
         2, Outcome.FAILED, 3, Outcome.DONE,
     )  # fmt: skip
-    assert "listing s3://dlcs-storage/2/5/ failed after retries" in (failed.error or "")
+    assert "listing s3://dlcs-storage/2/5/ failed after retries: InvalidListing the answer" in (
+        failed.error or ""
+    )
     assert len(answered) == 2
     assert figures(conn) == before
     flags = conn.execute('SELECT DISTINCT "CheckingInProgress" FROM "ImageStorage"').fetchall()
