@@ -4,6 +4,7 @@ like a 500, then failing only their customer, never taken for the end of a listi
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ from storage_calc.config import Settings
 from storage_calc.listing import S3Client, make_s3_client
 from storage_calc.model import Outcome
 from tests.conftest import STORAGE, RawBody
+from tests.s3_proxy import S3Proxy
 
 Conn = psycopg.Connection[Any]
 NS = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
@@ -127,3 +129,23 @@ def test_an_answer_that_is_never_the_listing_asked_for_fails_only_its_customer(
     assert figures(conn) == before
     flags = conn.execute('SELECT DISTINCT "CheckingInProgress" FROM "ImageStorage"').fetchall()
     assert flags == [(False,)]
+
+
+@pytest.mark.parametrize("body", ANSWERS.values(), ids=ANSWERS.keys())
+def test_the_command_names_the_customer_whose_listing_was_never_a_listing_and_exits_1(
+    body: bytes, register: Callable[..., None], server_put: Callable[..., None],
+    s3_proxy: S3Proxy, process_env: dict[str, str], spawn: Callable[..., subprocess.Popen[str]],
+) -> None:  # fmt: skip
+    """The real command, on moto's server, with the answers sent on the wire by the proxy."""
+    process_env["AWS_MAX_ATTEMPTS"] = "2"
+    register("2/5/a", "3/1/c")
+    server_put(STORAGE, {"2/5/a": 100, "3/1/c": 300})
+    s3_proxy.answer("prefix=2%2F5%2F", body)
+    process = spawn("run")
+    _, stderr = process.communicate(timeout=60)
+    errors = [line for line in stderr.splitlines() if not line.startswith("{")]
+    assert process.returncode == 1
+    assert errors[0].startswith(
+        "Error: customer 2: listing s3://dlcs-storage/2/5/ failed after retries: InvalidListing "
+    )
+    assert errors[1:] == ["Error: 1 of 2 customers failed"]
