@@ -108,16 +108,6 @@ class Layout:
         """The lowest space that holds assets: 0 where space 0 is the stub space."""
         return 0 if self.customer_row_at_null else 1
 
-    def describe(self) -> dict[str, object]:
-        """The layout as its log event and `db status` show it."""
-        return {
-            "layout": self.name,
-            "customer_row": '"Space" IS NULL' if self.customer_row_at_null else '"Space" = 0',
-            "stub_space": self.customer_row_at_null,
-            "asset_adjuncts": self.asset_adjuncts,
-            "space_adjuncts": self.space_adjuncts,
-        }
-
 
 @dataclass(frozen=True)
 class Figures:
@@ -137,15 +127,6 @@ class Figures:
             self.total_size_of_thumbnails - other.total_size_of_thumbnails,
             _difference(self.number_of_stored_adjuncts, other.number_of_stored_adjuncts),
             _difference(self.total_size_of_stored_adjuncts, other.total_size_of_stored_adjuncts),
-        )
-
-    @property
-    def bytes(self) -> int:
-        """Every byte the row counts: artefacts, thumbnails and adjuncts."""
-        return (
-            self.total_size_of_stored_images
-            + self.total_size_of_thumbnails
-            + (self.total_size_of_stored_adjuncts or 0)
         )
 
     def as_json(self) -> dict[str, int]:

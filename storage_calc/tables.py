@@ -194,7 +194,8 @@ def schema_status(status: db.SchemaStatus, migrations: Sequence[db.Migration]) -
         layout = status.layout
         lines += [
             f"layout: {layout.name}",
-            f'  customer-level row: {layout.describe()["customer_row"]}',
+            "  customer-level row: "
+            + ('"Space" IS NULL' if layout.customer_row_at_null else '"Space" = 0'),
             "  space 0: "
             + ("the stub space, computed like any other" if layout.customer_row_at_null
                else "the customer-level row, holds no assets"),
