@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from storage_calc.config import Settings, parse_location
 from storage_calc.demo import free_port
 from storage_calc.listing import S3Client, make_s3_client
 from storage_calc.model import LocationKind
+from tests.databases import admin_connection, created_database
 from tests.s3_proxy import S3Proxy
 
 # Options leaking in from the environment would change what the CLI tests run.
@@ -51,36 +51,25 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"database: {'STORAGE_CALC_TEST_DATABASE_URL' if url else 'embedded PostgreSQL'}"
 
 
-_numbers = itertools.count()
-
-
-def _admin(server_url: str) -> psycopg.Connection[Any]:
-    return psycopg.connect(server_url, autocommit=True)
-
-
 @pytest.fixture(scope="session")
 def template_db(server_url: str) -> str:
     """A database migrated once, copied for every test."""
     name = f"storage_calc_template_{os.getpid()}"
-    with _admin(server_url) as admin:
+    with admin_connection(server_url) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
         admin.execute(f'CREATE DATABASE "{name}"')
     with db.connect(make_conninfo(server_url, dbname=name)) as conn:
         db.migrate(conn)
     yield name
-    with _admin(server_url) as admin:
+    with admin_connection(server_url) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
 def database_url(server_url: str, template_db: str) -> Iterator[str]:
     """A fresh, migrated database for one test."""
-    name = f"storage_calc_test_{os.getpid()}_{next(_numbers)}"
-    with _admin(server_url) as admin:
-        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    yield make_conninfo(server_url, dbname=name)
-    with _admin(server_url) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with created_database(server_url, template_db) as url:
+        yield url
 
 
 @pytest.fixture
@@ -115,7 +104,7 @@ def layout_templates(server_url: str) -> Iterator[dict[str, str]]:
     names = {}
     for layout, statements in LAYOUT_DDL.items():
         name = f"storage_calc_layout_{layout.replace(' ', '_')}_{os.getpid()}"
-        with _admin(server_url) as admin:
+        with admin_connection(server_url) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
             admin.execute(f'CREATE DATABASE "{name}"')
         with db.connect(make_conninfo(server_url, dbname=name)) as conn:
@@ -124,7 +113,7 @@ def layout_templates(server_url: str) -> Iterator[dict[str, str]]:
             db.migrate(conn)
         names[layout] = name
     yield names
-    with _admin(server_url) as admin:
+    with admin_connection(server_url) as admin:
         for name in names.values():
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -134,12 +123,8 @@ def layout_url(
     request: pytest.FixtureRequest, server_url: str, layout_templates: dict[str, str]
 ) -> Iterator[str]:
     """A fresh database whose platform tables have one of the layouts met in the field."""
-    name = f"storage_calc_test_{os.getpid()}_{next(_numbers)}"
-    with _admin(server_url) as admin:
-        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{layout_templates[request.param]}"')
-    yield make_conninfo(server_url, dbname=name)
-    with _admin(server_url) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with created_database(server_url, layout_templates[request.param]) as url:
+        yield url
 
 
 @pytest.fixture

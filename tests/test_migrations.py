@@ -9,9 +9,9 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
 from storage_calc import db
+from tests.databases import created_database
 
 Conn = psycopg.Connection[Any]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -43,13 +43,8 @@ def schema(conn: Conn) -> list[tuple[str, str]]:
 
 @pytest.fixture
 def empty_url(server_url: str) -> Iterator[str]:
-    name = "storage_calc_upgrade"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield make_conninfo(server_url, dbname=name)
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with created_database(server_url) as url:
+        yield url
 
 
 @pytest.mark.parametrize(
