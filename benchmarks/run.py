@@ -29,6 +29,7 @@ from botocore.config import Config
 
 from benchmarks.dataset import Dataset, generate
 from storage_calc import db, embedded
+from storage_calc.model import Spaces
 from tests.seaweedfs import start_seaweedfs
 
 STORAGE, THUMBS = "bench-storage", "bench-thumbs"
@@ -134,7 +135,7 @@ def time_writes(conn: db.Connection, count: int, repeat: int) -> WriteTimes:
         firsts.append(time_write(conn, customer, ids, size=10))
         conn.execute('VACUUM ANALYZE "ImageStorage"')
         began = time.perf_counter()
-        db.set_in_progress(conn, True, customer, None, None)
+        db.set_in_progress(conn, True, customer, Spaces(), None)
         flags.append(time.perf_counter() - began)
         rewrites.append(time_write(conn, customer, ids, size=11))
         figures = conn.execute(
@@ -151,7 +152,7 @@ def time_write(conn: db.Connection, customer: int, ids: list[str], size: int) ->
     layout = db.detect_layout(conn)
     began = time.perf_counter()
     rows = ((asset_id, 1, size, 1, 0) for asset_id in ids)
-    db.write_customer(conn, layout, customer, None, None, rows, datetime.now(UTC), False)
+    db.write_customer(conn, layout, customer, Spaces(), None, rows, datetime.now(UTC), False)
     return time.perf_counter() - began
 
 

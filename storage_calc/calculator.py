@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -24,6 +24,7 @@ from storage_calc.errors import (
 from storage_calc.keys import customer_prefix, parse_int, space_prefix
 from storage_calc.listing import Page, S3Client, list_pages
 from storage_calc.model import (
+    AssetKey,
     CustomerResult,
     Layout,
     Location,
@@ -32,15 +33,24 @@ from storage_calc.model import (
     RunReport,
     Scope,
     Shard,
+    Spaces,
 )
 from storage_calc.progress import RunProgress
+from storage_calc.ranges import KeyRange, RangeCut, registry_slices
 from storage_calc.rollup import Tally
+from storage_calc.shards import shard_spaces
 
 log = structlog.get_logger("storage_calc")
 
-# Customers listed at once: the next ones are listed while the previous one is written, and
-# memory stays bounded by the assets of this many customers.
+# Customers listed at once: the next ones are listed while the previous one is written.
 CUSTOMERS_IN_FLIGHT = 3
+# Registered assets per key range of a space: a range is listed by its own requests and holds
+# only its own slice of the registry, so a space of millions of assets is listed by many
+# requests at once in bounded memory. About 7,000 keys, 7 pages per location for the usual
+# asset; the last page of each range lists some keys of the next one for nothing.
+REGISTRY_SLICE = 1_000
+# Per-asset figures copied into the staging table per COPY.
+STAGE_BATCH = 20_000
 
 
 @dataclass(frozen=True)
@@ -52,15 +62,21 @@ class Job:
     s3: S3Client
     pool: ThreadPoolExecutor
     customers: ThreadPoolExecutor
+    connections: db.Connections
     dry_run: bool
     stop: threading.Event = field(default_factory=threading.Event)
     progress: RunProgress = field(default_factory=RunProgress)
 
     def pages(
-        self, bucket: str, prefix: str, delimiter: str | None = None, max_keys: int = 1000
+        self,
+        bucket: str,
+        prefix: str,
+        delimiter: str | None = None,
+        max_keys: int = 1000,
+        start_after: str | None = None,
     ) -> Iterator[Page]:
         """The listing of `prefix`, given up between two pages once a stop is requested."""
-        for page in list_pages(self.s3, bucket, prefix, delimiter, max_keys):
+        for page in list_pages(self.s3, bucket, prefix, delimiter, max_keys, start_after):
             if self.stop.is_set():
                 raise Interrupted("interrupted before its figures were written")
             self.progress.listed(len(page.objects))
@@ -96,6 +112,7 @@ def run(
     run). `progress` is kept up to date as customers and pages come in.
     """
     database = db.Database(settings.database_url)
+    connections = db.Connections(settings.database_url)
     try:
         layout = db.detect_layout(database.conn)
         check_scope(scope, layout)
@@ -109,7 +126,7 @@ def run(
                 ThreadPoolExecutor(CUSTOMERS_IN_FLIGHT, thread_name_prefix="customer") as flight,
             ):
                 job = Job(
-                    settings, layout, s3, pool, flight, dry_run,
+                    settings, layout, s3, pool, flight, connections, dry_run,
                     stop or threading.Event(), progress or RunProgress(),
                 )  # fmt: skip
                 results, outside, error = compute(job, database, scope, shard)
@@ -121,6 +138,7 @@ def run(
                 db.finish_run(database.conn, run_id, report)
             log_summary(report)
     finally:
+        connections.close()
         database.close()
     return report
 
@@ -134,7 +152,7 @@ def compute(
     outside = job.tally({})
     try:
         customers = resolve_customers(job, database, scope, shard, outside)
-        for result in compute_customers(job, database, customers, scope):
+        for result in compute_customers(job, database, customers, scope, shard is not None):
             if database.run_id is not None:
                 db.record_customer(database.conn, database.run_id, scope, result)
             results.append(result)
@@ -171,47 +189,53 @@ def log_summary(report: RunReport) -> None:
 
 def resolve_customers(
     job: Job, database: db.Database, scope: Scope, shard: Shard | None, outside: Tally
-) -> list[int]:
-    """The customers a run computes, in order.
+) -> dict[int, Spaces]:
+    """The customers a run computes, in order, each with the spaces it computes of them.
 
     For a run over everything these are the customers with registered assets or figures plus
-    those found on S3 (whose objects are all orphans). Keys outside every customer prefix are
-    added to `outside` (as unattributed) only when the run covers every customer (no shard).
+    those found on S3 (whose objects are all orphans); a shard computes its share of them (see
+    `storage_calc.shards`). Keys outside every customer prefix are added to `outside` (as
+    unattributed) only when the run covers every customer (no shard).
     """
     if scope.asset is not None:
-        customers = {scope.asset.customer}
+        found = {scope.asset.customer: Spaces(only=frozenset({scope.asset.space}))}
     elif scope.customer is not None:
-        customers = {scope.customer}
+        only = None if scope.space is None else frozenset({scope.space})
+        found = {scope.customer: Spaces(only=only)}
     else:
         customers = set(db.all_customers(database.conn))
         others: list[Future[Tally]] = []
-        for location in job.settings.locations:
-            for page in job.pages(location.bucket, location.prefix, delimiter="/"):
-                if shard is None:
-                    outside.add(location.kind, location.bucket, location.prefix, page.objects)
-                for prefix in page.prefixes:
-                    customer = parse_int(prefix[len(location.prefix) : -1])
-                    if customer is not None:
-                        customers.add(customer)
-                    elif shard is None:
-                        others.append(job.pool.submit(tally_prefix, job, location, prefix, {}))
+        for location, objects, prefixes in levels(job, ""):
+            if shard is None:
+                outside.merge(objects)
+            for prefix in prefixes:
+                customer = parse_int(prefix[:-1])
+                if customer is not None:
+                    customers.add(customer)
+                elif shard is None:
+                    others.append(job.pool.submit(tally_prefix, job, location, prefix))
         for future in others:
             outside.merge(future.result())
-    found = sorted(c for c in customers if shard is None or shard.includes(c))
+        if shard is None:
+            found = {customer: Spaces() for customer in sorted(customers)}
+        else:
+            weights = db.asset_counts(database.conn, job.layout)
+            found = shard_spaces(weights, customers, shard)
     job.progress.customers_found(len(found))
     return found
 
 
 def compute_customers(
-    job: Job, database: db.Database, customers: list[int], scope: Scope
+    job: Job, database: db.Database, customers: dict[int, Spaces], scope: Scope, shared: bool
 ) -> Iterator[CustomerResult]:
     """Each customer's result, in order, with the listings of the next customers running while
-    the previous one is written. No customer is started once a stop is requested."""
+    the previous one is written; a shard (`shared`) locks its customers in shared mode. No
+    customer is started once a stop is requested."""
     in_flight: deque[Pending] = deque()
-    for customer in customers:
+    for customer, spaces in customers.items():
         if job.stop.is_set():
             break
-        in_flight.append(start_customer(job, database, customer, scope))
+        in_flight.append(start_customer(job, database, customer, spaces, scope.asset, shared))
         if len(in_flight) == CUSTOMERS_IN_FLIGHT:
             yield finish_customer(job, database, in_flight.popleft())
     while in_flight:
@@ -223,31 +247,47 @@ class Pending:
     """A customer of the run: locked, flagged and being listed, or already ended (`result`)."""
 
     customer: int
-    space: int | None
+    spaces: Spaces
     asset_id: str | None
     began: float = field(default_factory=time.monotonic)
-    registry: dict[str, int] = field(default_factory=dict)
     misfiled: Misfiled = field(default_factory=Misfiled)
     checked: datetime | None = None
     flagged: bool = False
-    listing: Future[Tally] | None = None
+    listing: Future[Listed] | None = None
     result: CustomerResult | None = None
 
 
-def start_customer(job: Job, database: db.Database, customer: int, scope: Scope) -> Pending:
-    """Takes the customer's advisory lock, reads its registered assets, sets its
-    `CheckingInProgress` (committed, so readers see it) and starts listing it."""
-    space = scope.asset.space if scope.asset else scope.space
-    pending = Pending(customer, space, scope.asset.id if scope.asset else None)
-    if not database.lock_customer(customer):
+@dataclass(frozen=True)
+class Listed:
+    """A customer listed: its objects summed in `tally` (counts and orphans), its per-asset
+    figures staged on `conn` (`staged` rows, one per registered asset)."""
+
+    tally: Tally
+    assets: int
+    conn: db.Connection
+    staged: int
+
+
+def start_customer(
+    job: Job,
+    database: db.Database,
+    customer: int,
+    spaces: Spaces,
+    asset: AssetKey | None,
+    shared: bool,
+) -> Pending:
+    """Takes the customer's advisory lock (in shared mode for a shard, whose spaces no other
+    shard computes), sets the `CheckingInProgress` of its `spaces` (or `asset`), committed so
+    that readers see it, and starts listing them."""
+    pending = Pending(customer, spaces, asset.id if asset else None)
+    if not database.lock_customer(customer, shared):
         log.warning("customer_locked", customer=customer, reason="another run is computing it")
         pending.result = CustomerResult(customer, Outcome.LOCKED, error="locked by another run")
         return pending
     try:
         conn = database.conn
         pending.checked = db.server_now(conn)
-        pending.registry = db.read_registry(conn, job.layout, customer, space, pending.asset_id)
-        pending.misfiled = db.misfiled(conn, job.layout, customer, space, pending.asset_id)
+        pending.misfiled = db.misfiled(conn, job.layout, customer, spaces, pending.asset_id)
         if pending.misfiled.count:
             log.warning(
                 "misfiled_assets",
@@ -257,53 +297,65 @@ def start_customer(job: Job, database: db.Database, customer: int, scope: Scope)
                 rule='"Images" rows whose Id is not under their own customer and space count '
                 "nowhere",
             )
-        if pending.asset_id is not None and pending.asset_id not in pending.registry:
-            raise NotFound(f'asset {pending.asset_id} is not registered in "Images"')
+        if asset is not None and not db.read_registry(conn, job.layout, customer, spaces, asset.id):
+            raise NotFound(f'asset {asset.id} is not registered in "Images"')
         if not job.dry_run:
-            db.set_in_progress(conn, True, customer, space, pending.asset_id)
+            db.set_in_progress(conn, True, customer, spaces, pending.asset_id)
             pending.flagged = True
-        pending.listing = job.customers.submit(
-            list_customer, job, customer, scope, pending.registry
-        )
+        pending.listing = job.customers.submit(list_customer, job, customer, spaces, asset)
     except Exception as exc:
         pending.result = give_up(database, pending, exc)
     return pending
 
 
 def finish_customer(job: Job, database: db.Database, pending: Pending) -> CustomerResult:
-    """Waits for the customer's listing and writes its figures in one transaction."""
+    """Waits for the customer's listing and writes its staged figures in one transaction."""
     if pending.result is None:
         assert pending.listing is not None and pending.checked is not None
+        listed: Listed | None = None
         try:
-            tally = pending.listing.result()
-            conn = database.conn
+            listed = pending.listing.result()
+            holder = database.conn.info.backend_pid
             if pending.customer in database.lost:
                 raise DatabaseError(
                     "the database connection broke and another run took the customer meanwhile"
                 )
-            changes = db.write_customer(
-                conn, job.layout, pending.customer, pending.space, pending.asset_id,
-                tally.asset_rows(), pending.checked, job.dry_run,
+            changes = db.write_staged(
+                listed.conn, job.layout, pending.customer, pending.spaces, pending.asset_id,
+                listed.staged, pending.checked, job.dry_run, lock_holder=holder,
             )  # fmt: skip
+            tally = listed.tally
             pending.result = CustomerResult(
-                pending.customer, Outcome.DONE, tally.objects, tally.bytes,
-                len(pending.registry), tally.unattributed_objects, tally.unattributed_bytes,
-                tally.space_orphans(), changes, misfiled=pending.misfiled,
+                pending.customer, Outcome.DONE, tally.objects, tally.bytes, listed.assets,
+                tally.unattributed_objects, tally.unattributed_bytes, tally.space_orphans(),
+                changes, misfiled=pending.misfiled,
             )  # fmt: skip
             release(database, pending.customer)
         except Exception as exc:
             pending.result = give_up(database, pending, exc)
+        finally:
+            if listed is not None:
+                give_back(job, listed.conn)
     result = replace(pending.result, seconds=round(time.monotonic() - pending.began, 3))
     if result.outcome is not Outcome.LOCKED:
         log.info(
             "customer_calculated",
             customer=result.customer,
-            space=pending.space,
+            space=pending.spaces.one,
             asset=pending.asset_id,
             **result.counts(),
             duration_s=result.seconds,
         )
     return result
+
+
+def give_back(job: Job, conn: db.Connection) -> None:
+    """Empties a customer's staging table and returns its connection for the next customer."""
+    try:
+        db.clear_staging(conn)
+    except StorageCalcError:
+        conn.close()
+    job.connections.give_back(conn)
 
 
 def give_up(database: db.Database, pending: Pending, exc: Exception) -> CustomerResult:
@@ -314,7 +366,7 @@ def give_up(database: db.Database, pending: Pending, exc: Exception) -> Customer
     with the next customer.
     """
     if pending.flagged:
-        clear_flags(database, pending.customer, pending.space, pending.asset_id)
+        clear_flags(database, pending.customer, pending.spaces, pending.asset_id)
     release(database, pending.customer)
     error = str(exc)
     if not isinstance(exc, StorageCalcError):
@@ -323,13 +375,13 @@ def give_up(database: db.Database, pending: Pending, exc: Exception) -> Customer
     return CustomerResult(pending.customer, Outcome.FAILED, error=error)
 
 
-def clear_flags(database: db.Database, customer: int, space: int | None, asset: str | None) -> None:
+def clear_flags(database: db.Database, customer: int, spaces: Spaces, asset: str | None) -> None:
     """Clears `CheckingInProgress` after a failure, on a new connection if the old one broke;
     the flags of a customer another run took meanwhile are that run's to clear."""
     try:
         conn = database.conn
         if customer not in database.lost:
-            db.set_in_progress(conn, False, customer, space, asset)
+            db.set_in_progress(conn, False, customer, spaces, asset)
     except StorageCalcError as exc:
         log.error("flags_not_cleared", customer=customer, error=str(exc))
 
@@ -342,49 +394,197 @@ def release(database: db.Database, customer: int) -> None:
         log.warning("unlock_failed", customer=customer, error=str(exc))
 
 
-def list_customer(job: Job, customer: int, scope: Scope, registry: dict[str, int]) -> Tally:
-    """Lists a customer's scope in every location, one paginated walk per space, in parallel."""
-    tally = job.tally(registry)
-    if scope.asset is not None:
-        for location in job.settings.locations:
-            tally.merge(tally_asset(job, location, scope.asset.id, registry))
-        return tally
-    futures: list[Future[Tally]] = []
+def list_customer(job: Job, customer: int, spaces: Spaces, asset: AssetKey | None) -> Listed:
+    """Lists a customer's `spaces` (or `asset`) in every location and stages its per-asset
+    figures on a connection of its own, a slice of its registry at a time (`tally_slices`).
+
+    Where the run computes every space of the customer but some (`spaces.only` is None), the
+    customer's prefix is listed first to find them; `spaces.only` are listed directly."""
+    conn = job.connections.take()
     try:
-        for location, prefix in prefixes_to_list(job, tally, customer, scope.space):
-            futures.append(job.pool.submit(tally_prefix, job, location, prefix, registry))
-        wait(futures, return_when=FIRST_EXCEPTION)
-        for future in futures:
-            tally.merge(future.result())
+        db.start_staging(conn)
+        tally = job.tally({})
+        stager = Stager(conn)
+        if asset is not None:
+            registry = {asset.id: asset.space}
+            alone = job.tally(registry)
+            for location in job.settings.locations:
+                alone.merge(tally_asset(job, location, asset.id, registry))
+            stager.add(alone.asset_rows())
+            tally.merge(alone)
+            return Listed(tally, 1, conn, stager.finish())
+        if spaces.only is None:
+            prefixes = {
+                prefix: locations
+                for prefix, locations in discover(job, tally, customer).items()
+                if parse_int(prefix[len(customer_prefix(customer)) : -1]) not in spaces.excluded
+            }
+        else:
+            everywhere = job.settings.locations
+            prefixes = {space_prefix(customer, s): everywhere for s in sorted(spaces.only)}
+        assets = db.stream_registry(conn, job.layout, customer, spaces)
+        tasks = range_tasks(customer, assets, prefixes)
+        count = tally_slices(job, tasks, tally, stager)
+        return Listed(tally, count, conn, stager.finish())
+    except BaseException:
+        give_back(job, conn)
+        raise
+
+
+def discover(job: Job, tally: Tally, customer: int) -> dict[str, tuple[Location, ...]]:
+    """The prefixes directly under the customer's prefix (its spaces, and whatever else is
+    there) and the locations that hold each. Objects directly under the customer prefix,
+    outside any space, go into `tally`."""
+    found: dict[str, list[Location]] = {}
+    for location, objects, prefixes in levels(job, customer_prefix(customer)):
+        tally.merge(objects)
+        for prefix in prefixes:
+            found.setdefault(prefix, []).append(location)
+    return {prefix: tuple(locations) for prefix, locations in found.items()}
+
+
+def levels(job: Job, prefix: str) -> list[tuple[Location, Tally, list[str]]]:
+    """One level under `prefix` in every location, listed at once with a delimiter: the
+    objects directly under it, tallied, and the prefixes below it, relative to the location's
+    prefix."""
+
+    def level(location: Location) -> tuple[Location, Tally, list[str]]:
+        objects, prefixes = job.tally({}), []
+        for page in job.pages(location.bucket, location.prefix + prefix, delimiter="/"):
+            objects.add(location.kind, location.bucket, location.prefix, page.objects)
+            prefixes += [below[len(location.prefix) :] for below in page.prefixes]
+        return location, objects, prefixes
+
+    return list(job.pool.map(level, job.settings.locations))
+
+
+@dataclass(frozen=True)
+class RangeTask:
+    """A slice of a customer's registry and the key range it covers under `prefix` (a space's,
+    relative to the locations' prefixes), to list in `locations`."""
+
+    prefix: str
+    key_range: KeyRange
+    assets: dict[str, int]
+    locations: tuple[Location, ...]
+
+
+def range_tasks(
+    customer: int,
+    registry: Iterator[tuple[str, int]],
+    prefixes: dict[str, tuple[Location, ...]],
+) -> Iterator[RangeTask]:
+    """The key ranges of a customer or space, in the order of its registry: one per
+    `REGISTRY_SLICE` registered assets of a space, listed in the locations `prefixes` gives for
+    its prefix (none: a space nowhere on S3 still has its assets written, with zeros), then
+    each other prefix of `prefixes` whole, to find its orphans and unattributed keys."""
+    unregistered = dict(prefixes)
+    for piece in registry_slices(registry, REGISTRY_SLICE):
+        prefix = space_prefix(customer, piece.space)
+        unregistered.pop(prefix, None)
+        yield RangeTask(prefix, piece.key_range, piece.assets, prefixes.get(prefix, ()))
+    for prefix, locations in unregistered.items():
+        yield RangeTask(prefix, KeyRange(), {}, locations)
+
+
+def tally_slices(job: Job, tasks: Iterator[RangeTask], tally: Tally, stager: Stager) -> int:
+    """Lists the ranges of `tasks`, each location of a range as a task of the run's pool, with
+    at most `ranges_in_flight` ranges at once; as each range ends, its assets' figures are
+    staged and its counts and orphans added to `tally`. Returns how many assets were staged.
+
+    Memory is bounded by the ranges in flight, whatever the size of the customer or space."""
+    limit = ranges_in_flight(job)
+    in_flight: list[tuple[RangeTask, list[Future[Tally]]]] = []
+    assets = 0
+
+    def settle() -> None:
+        nonlocal assets
+        wait([f for _, futures in in_flight for f in futures], return_when=FIRST_COMPLETED)
+        for entry in list(in_flight):
+            futures = entry[1]
+            if all(f.done() for f in futures) or any(f.done() and f.exception() for f in futures):
+                in_flight.remove(entry)
+                assets += add_range(tally, stager, [f.result() for f in futures])
+
+    try:
+        for task in tasks:
+            if not task.locations:
+                assets += add_range(tally, stager, [job.tally(task.assets)])
+                continue
+            while len(in_flight) >= limit:
+                settle()
+            futures = [job.pool.submit(tally_range, job, loc, task) for loc in task.locations]
+            in_flight.append((task, futures))
+        while in_flight:
+            settle()
     finally:
-        for future in futures:
-            future.cancel()
+        for _, futures in in_flight:
+            for future in futures:
+                future.cancel()
+    return assets
+
+
+def add_range(tally: Tally, stager: Stager, tallies: list[Tally]) -> int:
+    """Stages the figures of a range's assets, summed over its locations, and adds its counts
+    and orphans to the customer's `tally`; returns how many assets it staged."""
+    merged = tallies[0]
+    for other in tallies[1:]:
+        merged.merge(other)
+    stager.add(merged.asset_rows())
+    merged.sizes.clear()
+    tally.merge(merged)
+    return len(merged.registry)
+
+
+def ranges_in_flight(job: Job) -> int:
+    """Ranges of one customer listed at once: enough to keep every worker busy with one
+    location each, so that a customer alone can use the whole pool."""
+    return max(2, -(-job.settings.workers // len(job.settings.locations)))
+
+
+def tally_range(job: Job, location: Location, task: RangeTask) -> Tally:
+    """Attributes the objects of a range in one location as its pages stream in."""
+    tally = job.tally(task.assets)
+    cut = RangeCut(location.prefix + task.prefix, task.key_range)
+    for page in job.pages(location.bucket, cut.prefix, start_after=cut.start_after):
+        tally.add(location.kind, location.bucket, location.prefix, cut.take(page.objects))
+        if cut.done:
+            break
+    for prefix in cut.unshown():
+        for page in job.pages(location.bucket, prefix):
+            tally.add(location.kind, location.bucket, location.prefix, page.objects)
     return tally
 
 
-def prefixes_to_list(
-    job: Job, tally: Tally, customer: int, space: int | None
-) -> Iterator[tuple[Location, str]]:
-    """The prefixes to list for a customer (each of its spaces) or one space, per location.
+class Stager:
+    """Copies the per-asset figures of a customer into its connection's staging table in
+    batches, so that a customer of millions of assets never holds them all."""
 
-    Objects directly under the customer prefix, outside any space, go into `tally` as they are
-    found.
-    """
-    for location in job.settings.locations:
-        if space is not None:
-            yield location, location.prefix + space_prefix(customer, space)
-            continue
-        top = location.prefix + customer_prefix(customer)
-        for page in job.pages(location.bucket, top, delimiter="/"):
-            tally.add(location.kind, location.bucket, location.prefix, page.objects)
-            for prefix in page.prefixes:
-                yield location, prefix
+    def __init__(self, conn: db.Connection) -> None:
+        self.conn = conn
+        self.rows: list[tuple[str, int, int, int, int]] = []
+        self.staged = 0
+
+    def add(self, rows: Iterable[tuple[str, int, int, int, int]]) -> None:
+        self.rows.extend(rows)
+        if len(self.rows) >= STAGE_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        self.staged += db.stage_figures(self.conn, self.rows)
+        self.rows.clear()
+
+    def finish(self) -> int:
+        """Copies what is left; returns how many rows were staged in all."""
+        self.flush()
+        return self.staged
 
 
-def tally_prefix(job: Job, location: Location, prefix: str, registry: dict[str, int]) -> Tally:
-    """Attributes every object under `prefix` as its pages stream in."""
-    tally = job.tally(registry)
-    for page in job.pages(location.bucket, prefix):
+def tally_prefix(job: Job, location: Location, prefix: str) -> Tally:
+    """Counts every object under `prefix` (relative to the location's), outside every
+    customer, as unattributed."""
+    tally = job.tally({})
+    for page in job.pages(location.bucket, location.prefix + prefix):
         tally.add(location.kind, location.bucket, location.prefix, page.objects)
     return tally
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +29,7 @@ from storage_calc.model import (
     RunReport,
     Scope,
     ScopeChange,
+    Spaces,
     StoragePolicyRow,
 )
 
@@ -37,6 +39,7 @@ T = TypeVar("T")
 # The first key of every advisory lock the job takes: the platform's own locks, if any, use
 # other namespaces, so a customer or run id can never collide with them.
 LOCK_NAMESPACE = 0x7374636C  # "stcl": customers
+COMMIT_LOCK_NAMESPACE = 0x7374636D  # "stcm": a customer's writes
 RUN_LOCK_NAMESPACE = 0x7374726E  # "strn": runs in progress
 MIGRATION_LOCK_NAMESPACE = 0x73746D67  # "stmg": the schema's migration
 
@@ -49,6 +52,9 @@ SEED = ("platform_seed.sql",)
 WITH_ADJUNCTS = (*SEED, "platform_adjunct_tracking.sql")
 CURRENT = (*WITH_ADJUNCTS, "platform_space_zero.sql")
 PLATFORM_SCHEMAS = {"seed": SEED, "current": CURRENT}
+
+# Registered assets fetched per round trip while a customer's registry is streamed.
+REGISTRY_BATCH = 10_000
 
 STATEMENT_TIMEOUT_MS = 15 * 60 * 1000
 CONNECT_TIMEOUT_S = 10
@@ -313,27 +319,62 @@ def all_customers(conn: Connection) -> list[int]:
         return [row[0] for row in execute(conn, "all_customers")]
 
 
+def spaces_params(spaces: Spaces) -> dict[str, list[int] | None]:
+    """The parameters `only` and `excluded` of the queries that cover some spaces."""
+    only = None if spaces.only is None else sorted(spaces.only)
+    return {"only": only, "excluded": sorted(spaces.excluded)}
+
+
 def read_registry(
     conn: Connection,
     layout: Layout,
     customer: int,
-    space: int | None = None,
+    spaces: Spaces,
     asset: str | None = None,
 ) -> dict[str, int]:
     """The registered assets of a scope: id -> space."""
     with translated(f"reading the assets of customer {customer} failed"):
         rows = execute(
-            conn, "registry", customer=customer, space=space, asset=asset,
-            first_space=layout.first_space,
+            conn, "registry", customer=customer, asset=asset, first_space=layout.first_space,
+            **spaces_params(spaces),
         )  # fmt: skip
         return {asset_id: asset_space for asset_id, asset_space in rows}
+
+
+def asset_counts(conn: Connection, layout: Layout) -> dict[tuple[int, int], int]:
+    """The registered assets of every (customer, space)."""
+    with translated('counting the assets in "Images" failed'):
+        rows = execute(conn, "asset_counts", first_space=layout.first_space)
+        return {(customer, space): count for customer, space, count in rows}
+
+
+def stream_registry(
+    conn: Connection, layout: Layout, customer: int, spaces: Spaces
+) -> Iterator[tuple[str, int]]:
+    """The registered assets of a customer or space as (id, space), sorted by space and then
+    by id in UTF-8 byte order, fetched a batch at a time.
+
+    The cursor is declared WITH HOLD: the server sorts and keeps the whole result when the
+    declaring statement commits, so no transaction, and no snapshot holding back the platform's
+    vacuum, stays open while the customer is listed.
+    """
+    with (
+        translated(f"reading the assets of customer {customer} failed"),
+        conn.cursor("storage_calc_registry", withhold=True) as cursor,
+    ):
+        cursor.itersize = REGISTRY_BATCH
+        cursor.execute(
+            query("registry_sorted"),
+            {"customer": customer, "first_space": layout.first_space, **spaces_params(spaces)},
+        )
+        yield from cursor
 
 
 def misfiled(
     conn: Connection,
     layout: Layout,
     customer: int,
-    space: int | None = None,
+    spaces: Spaces,
     asset: str | None = None,
 ) -> Misfiled:
     """The misfiled "Images" rows of a scope (see `Misfiled`)."""
@@ -342,26 +383,30 @@ def misfiled(
             conn,
             "misfiled",
             customer=customer,
-            space=space,
             asset=asset,
             first_space=layout.first_space,
+            **spaces_params(spaces),
         ).fetchone()  # type: ignore[misc]  # an aggregate: always one row
     return Misfiled(count, tuple(examples))
 
 
-def try_lock_customer(conn: Connection, customer: int) -> bool:
+def try_lock_customer(conn: Connection, customer: int, shared: bool = False) -> bool:
+    """Takes the customer's lock for the session, exclusive or `shared` (by the shards of one
+    run); False if another session holds it in a mode that excludes this one."""
+    name = "try_lock_customer_shared" if shared else "try_lock_customer"
     with translated(f"locking customer {customer} failed"):
-        row = execute(conn, "try_lock_customer", namespace=LOCK_NAMESPACE, customer=customer)
+        row = execute(conn, name, namespace=LOCK_NAMESPACE, customer=customer)
         return bool(row.fetchone()[0])  # type: ignore[index]  # a SELECT of a function: one row
 
 
-def unlock_customer(conn: Connection, customer: int) -> None:
+def unlock_customer(conn: Connection, customer: int, shared: bool = False) -> None:
+    name = "unlock_customer_shared" if shared else "unlock_customer"
     with translated(f"unlocking customer {customer} failed"):
-        execute(conn, "unlock_customer", namespace=LOCK_NAMESPACE, customer=customer)
+        execute(conn, name, namespace=LOCK_NAMESPACE, customer=customer)
 
 
 def set_in_progress(
-    conn: Connection, in_progress: bool, customer: int, space: int | None, asset: str | None
+    conn: Connection, in_progress: bool, customer: int, spaces: Spaces, asset: str | None
 ) -> None:
     """Sets `CheckingInProgress` of a scope's assets, committed at once so readers see it."""
     with translated(f"flagging customer {customer} failed"), conn.transaction():
@@ -370,8 +415,8 @@ def set_in_progress(
             "set_in_progress",
             in_progress=in_progress,
             customer=customer,
-            space=space,
             asset=asset,
+            **spaces_params(spaces),
         )
 
 
@@ -387,23 +432,73 @@ def write_customer(
     conn: Connection,
     layout: Layout,
     customer: int,
-    space: int | None,
+    spaces: Spaces,
     asset: str | None,
     asset_rows: Iterable[tuple[str, int, int, int, int]],
     checked: datetime,
     dry_run: bool,
 ) -> tuple[ScopeChange, ...]:
-    """Writes a scope's figures in one transaction and returns the rows whose figures changed.
+    """Stages `asset_rows` (id, space, size, thumbnail size, adjunct size) and writes them with
+    `write_staged`, on a connection that holds the customer's lock or needs none."""
+    start_staging(conn)
+    staged = stage_figures(conn, asset_rows)
+    try:
+        return write_staged(conn, layout, customer, spaces, asset, staged, checked, dry_run)
+    finally:
+        clear_staging(conn)
 
-    `asset_rows` are (id, space, size, thumbnail size, adjunct size). The assets are staged with
-    COPY, then ImageStorage, the space rows and the customer-level row are rewritten with
-    set-based statements written for `layout`, so a reader sees the customer before or after,
-    never half-written: existing rows updated, new ones inserted, rows of assets no longer
-    registered deleted. A dry run does all of it and rolls back.
+
+def start_staging(conn: Connection) -> None:
+    """Makes the connection's staging table ready, and empty, for a customer's figures."""
+    with translated("preparing the staging table failed"):
+        execute(conn, "create_figures")
+        execute(conn, "clear_figures")
+
+
+def clear_staging(conn: Connection) -> None:
+    with translated("emptying the staging table failed"):
+        execute(conn, "clear_figures")
+
+
+def stage_figures(conn: Connection, asset_rows: Iterable[tuple[str, int, int, int, int]]) -> int:
+    """Copies (id, space, size, thumbnail size, adjunct size) rows into the staging table;
+    returns how many."""
+    staged = 0
+    with (
+        translated("staging figures failed"),
+        conn.cursor().copy(queries()["copy_figures"]) as copy,
+    ):
+        copy.set_types(["varchar", "int4", "int8", "int8", "int8"])
+        for row in asset_rows:
+            copy.write_row(row)
+            staged += 1
+    return staged
+
+
+def write_staged(
+    conn: Connection,
+    layout: Layout,
+    customer: int,
+    spaces: Spaces,
+    asset: str | None,
+    staged: int,
+    checked: datetime,
+    dry_run: bool,
+    lock_holder: int | None = None,
+) -> tuple[ScopeChange, ...]:
+    """Writes a scope's staged figures (`staged` rows) in one transaction and returns the rows
+    whose figures changed.
+
+    ImageStorage, the space rows and the customer-level row are rewritten with set-based
+    statements written for `layout`, so a reader sees the customer before or after, never
+    half-written: existing rows updated, new ones inserted, rows of assets no longer registered
+    deleted. With `lock_holder`, the backend pid of the session that locked the customer, the
+    write first checks, in its transaction, that this session still holds the lock. A dry run
+    does all of it and rolls back.
     """
     params = {
         "customer": customer,
-        "space": space,
+        **spaces_params(spaces),
         "asset": asset,
         "checked": checked,
         "first_space": layout.first_space,
@@ -413,10 +508,19 @@ def write_customer(
         translated(f"writing the figures of customer {customer} failed"),
         conn.transaction(force_rollback=dry_run),
     ):
+        if lock_holder is not None:
+            held = execute(
+                conn, "customer_lock_held",
+                namespace=LOCK_NAMESPACE, customer=customer, holder=lock_holder,
+            ).fetchone()  # fmt: skip
+            if not held or not held[0]:
+                raise DatabaseError(
+                    f"customer {customer} is no longer locked by this run: its figures are "
+                    "left for the run that holds it"
+                )
+        execute(conn, "lock_customer_commit", namespace=COMMIT_LOCK_NAMESPACE, customer=customer)
         execute(conn, "write_settings")
         before = _customer_rows(conn, layout, customer)
-        execute(conn, "create_figures")
-        staged = stage_figures(conn, asset_rows)
         execute(conn, "analyze_figures")
         updated = execute(conn, "update_image_storage", layout, **params).rowcount
         if updated < staged:
@@ -441,18 +545,6 @@ def _empty(layout: Layout) -> Figures:
     """The figures of a row that did not exist: zero, adjunct figures included where the
     layout has them."""
     return Figures(0, 0, 0, 0, 0) if layout.space_adjuncts else Figures()
-
-
-def stage_figures(conn: Connection, asset_rows: Iterable[tuple[str, int, int, int, int]]) -> int:
-    """Copies (id, space, size, thumbnail size, adjunct size) rows into the staging table;
-    returns how many."""
-    staged = 0
-    with conn.cursor().copy(queries()["copy_figures"]) as copy:
-        copy.set_types(["varchar", "int4", "int8", "int8", "int8"])
-        for row in asset_rows:
-            copy.write_row(row)
-            staged += 1
-    return staged
 
 
 def insert_image_storage(conn: Connection, layout: Layout, params: dict[str, Any]) -> None:
@@ -615,6 +707,40 @@ def storage_policy(conn: Connection, policy: str) -> StoragePolicyRow | None:
         return cur.execute(queries()["storage_policy"], {"id": policy}).fetchone()
 
 
+class Connections:
+    """Connections of the customers in flight, each with its staging table: taken for one
+    customer, given back after it, reopened when a failure broke one, all closed at the end
+    of the run."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._idle: list[Connection] = []
+        self._opened: list[Connection] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> Connection:
+        with self._lock:
+            while self._idle:
+                conn = self._idle.pop()
+                if not (conn.closed or conn.broken):
+                    return conn
+        conn = connect(self.url)
+        with self._lock:
+            self._opened.append(conn)
+        return conn
+
+    def give_back(self, conn: Connection) -> None:
+        with self._lock:
+            self._idle.append(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._opened:
+                conn.close()
+            self._opened.clear()
+            self._idle.clear()
+
+
 class Database:
     """The run's connection, opened again if a failure broke it.
 
@@ -627,7 +753,8 @@ class Database:
         self.url = url
         self._conn = connect(url)
         self.run_id: int | None = None
-        self.locked: set[int] = set()
+        # The customers this session has locked, and whether in shared mode.
+        self.locked: dict[int, bool] = {}
         self.lost: set[int] = set()
 
     @property
@@ -637,22 +764,22 @@ class Database:
             self._conn = connect(self.url)
             if self.run_id is not None:
                 lock_run(self._conn, self.run_id)
-            for customer in sorted(self.locked):
-                if not try_lock_customer(self._conn, customer):
-                    self.locked.discard(customer)
+            for customer, shared in sorted(self.locked.items()):
+                if not try_lock_customer(self._conn, customer, shared):
+                    del self.locked[customer]
                     self.lost.add(customer)
         return self._conn
 
-    def lock_customer(self, customer: int) -> bool:
-        if not try_lock_customer(self.conn, customer):
+    def lock_customer(self, customer: int, shared: bool = False) -> bool:
+        if not try_lock_customer(self.conn, customer, shared):
             return False
-        self.locked.add(customer)
+        self.locked[customer] = shared
         return True
 
     def unlock_customer(self, customer: int) -> None:
         if customer in self.locked:
-            self.locked.discard(customer)
-            unlock_customer(self.conn, customer)
+            shared = self.locked.pop(customer)
+            unlock_customer(self.conn, customer, shared)
 
     def close(self) -> None:
         self._conn.close()

@@ -194,10 +194,15 @@ def parse_listing(body: bytes, requested: tuple[str, str] | None) -> tuple[Page,
 
 
 def list_pages(
-    client: S3Client, bucket: str, prefix: str, delimiter: str | None = None, max_keys: int = 1000
+    client: S3Client,
+    bucket: str,
+    prefix: str,
+    delimiter: str | None = None,
+    max_keys: int = 1000,
+    start_after: str | None = None,
 ) -> Iterator[Page]:
-    """Every page of objects under `prefix`, following continuation tokens until a page says
-    it is not truncated.
+    """Every page of objects under `prefix` (after `start_after`, if given), following
+    continuation tokens until a page says it is not truncated.
 
     botocore URL-decodes keys exactly once because it sets `EncodingType=url` itself. A page
     that says it is truncated but gives no new token is an error, never the end of the listing
@@ -206,6 +211,8 @@ def list_pages(
     request: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": max_keys}
     if delimiter:
         request["Delimiter"] = delimiter
+    if start_after is not None:
+        request["StartAfter"] = start_after
     seen_tokens: set[str] = set()
     while True:
         _requested.listing = (bucket, prefix)

@@ -65,14 +65,28 @@ class Scope:
 
 
 @dataclass(frozen=True)
+class Spaces:
+    """The spaces of a customer that a run computes: `only` these, or every one but
+    `excluded` (which another shard computes)."""
+
+    only: frozenset[int] | None = None
+    excluded: frozenset[int] = frozenset()
+
+    def includes(self, space: int) -> bool:
+        return (self.only is None or space in self.only) and space not in self.excluded
+
+    @property
+    def one(self) -> int | None:
+        """The space, where there is only one."""
+        return next(iter(self.only)) if self.only is not None and len(self.only) == 1 else None
+
+
+@dataclass(frozen=True)
 class Shard:
-    """Customers whose id modulo `count` equals `index`."""
+    """Shard `index` of `count`: its spaces are drawn by `storage_calc.shards`."""
 
     index: int
     count: int
-
-    def includes(self, customer: int) -> bool:
-        return customer % self.count == self.index
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"

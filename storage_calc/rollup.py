@@ -1,7 +1,8 @@
 """Streaming attribution of listed objects to registered assets. Pure: no I/O.
 
-A `Tally` keeps one pair of sums per asset it has seen and one summary per space of orphans, so
-its memory grows with the assets of a customer, never with its objects.
+A `Tally` keeps one triple of sums per asset it has seen and one summary per space of orphans,
+so its memory grows with the registered assets it is given (one key range's slice of a space),
+never with the objects listed.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from storage_calc import db
 from storage_calc.api import create_app
 from storage_calc.cli import cli
 from storage_calc.demo import free_port
+from storage_calc.model import Spaces
 from tests.conftest import storage_calc
 
 BASE = "https://api.dlcs.example"
@@ -33,7 +34,7 @@ def figures(register: Callable[..., None], database_url: str) -> None:
     rows = [("2/5/my asset+1%", 5, 4082121, 115874, 0), ("2/6/é", 6, 10, 1, 0)]
     with db.connect(database_url) as conn:
         layout = db.detect_layout(conn)
-        db.write_customer(conn, layout, 2, None, None, rows, datetime.now(UTC), dry_run=False)
+        db.write_customer(conn, layout, 2, Spaces(), None, rows, datetime.now(UTC), dry_run=False)
 
 
 @pytest.fixture

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
 import pytest
 
-from storage_calc import calculator
+from storage_calc import calculator, db
 from storage_calc.config import Settings
 from storage_calc.listing import S3Client
 from storage_calc.model import AssetKey, Figures, Outcome, Scope, ScopeChange, Shard, SpaceOrphans
@@ -291,12 +293,61 @@ def test_an_unregistered_asset_run_fails_for_that_asset(settings: Settings, s3: 
     assert report.customers[0].error == 'asset 2/5/nope is not registered in "Images"'
 
 
-def test_a_shard_computes_only_its_customers(
-    register: Callable[..., None], settings: Settings, s3: S3Client
-) -> None:
+def test_shards_together_compute_every_asset_once(
+    register: Callable[..., None], put: Callable[..., None], settings: Settings, s3: S3Client,
+    conn: Conn,
+) -> None:  # fmt: skip
     register("1/1/a", "2/1/a", "3/1/a", "4/1/a")
-    report = run(settings, s3, shard=Shard(1, 2))
-    assert [c.customer for c in report.customers] == [1, 3]
+    put(STORAGE, {"1/1/a": 1, "2/1/a": 2, "3/1/a": 3, "4/1/a": 4})
+    first = run(settings, s3, shard=Shard(0, 2))
+    second = run(settings, s3, shard=Shard(1, 2))
+    assert sum(c.assets for c in first.customers) == 2
+    assert sum(c.assets for c in second.customers) == 2
+    assert first.bytes + second.bytes == 10
+    assert {a: f[0] for a, f in image_storage(conn).items()} == {
+        "1/1/a": 1, "2/1/a": 2, "3/1/a": 3, "4/1/a": 4
+    }  # fmt: skip
+
+
+def test_shards_that_split_a_customer_leave_its_row_the_sum_of_its_spaces(
+    register: Callable[..., None], put: Callable[..., None], settings: Settings, s3: S3Client,
+    conn: Conn,
+) -> None:  # fmt: skip
+    register(*[f"2/{space}/a{n}" for space in (1, 2) for n in range(3)], "2/3/b")
+    put(STORAGE, {"2/1/a0": 1, "2/2/a0": 10, "2/3/b": 100, "2/4/orphan": 1000})
+    first = run(settings, s3, shard=Shard(0, 2))
+    rows = customer_storage(conn)
+    assert rows[(2, 0)] == tuple(map(sum, zip(*(f for k, f in rows.items() if k[1]), strict=True)))
+    second = run(settings, s3, shard=Shard(1, 2))
+    assert {c.customer for c in first.customers} == {c.customer for c in second.customers} == {2}
+    assert customer_storage(conn) == {
+        (2, 0): (7, 111, 0), (2, 1): (3, 1, 0), (2, 2): (3, 10, 0), (2, 3): (1, 100, 0)
+    }  # fmt: skip
+    assert first.orphan_bytes + second.orphan_bytes == 1000
+
+
+def test_shards_of_one_customer_compute_it_at_once_and_commit_one_after_the_other(
+    register: Callable[..., None], put: Callable[..., None], settings: Settings, s3: S3Client,
+    conn: Conn,
+) -> None:  # fmt: skip
+    register(*[f"2/{space}/a{n}" for space in (1, 2) for n in range(3)], "2/3/b")
+    put(STORAGE, {"2/1/a0": 1, "2/2/a0": 10, "2/3/b": 100})
+    # Listings slow enough that both shards hold the customer at once.
+    s3.meta.events.register("before-call.s3.ListObjectsV2", lambda **_: time.sleep(0.3))
+    with ThreadPoolExecutor(2) as pool:
+        reports = list(pool.map(lambda i: run(settings, s3, shard=Shard(i, 2)), (0, 1)))
+    assert [c.outcome for r in reports for c in r.customers] == [Outcome.DONE, Outcome.DONE]
+    assert customer_storage(conn)[(2, 0)] == (7, 111, 0)
+
+
+def test_a_run_of_a_whole_customer_skips_it_while_a_shard_computes_part_of_it(
+    register: Callable[..., None], settings: Settings, s3: S3Client, database_url: str
+) -> None:
+    register("2/1/a")
+    with psycopg.connect(database_url, autocommit=True) as shard:
+        assert db.try_lock_customer(shard, 2, shared=True)
+        report = run(settings, s3, scope=Scope(customer=2))
+    assert report.customers[0].outcome is Outcome.LOCKED
 
 
 def test_checking_in_progress_is_visible_while_the_customer_is_computed(

@@ -155,7 +155,7 @@ def test_shards_take_the_index_from_job_completion_index(
     result = invoke("run", "--shards", "2", env={"JOB_COMPLETION_INDEX": "1"})
     assert result.exit_code == 0, result.stderr
     customers = conn.execute('SELECT DISTINCT "Customer" FROM "ImageStorage" ORDER BY 1')
-    assert customers.fetchall() == [(1,), (3,)]
+    assert customers.fetchall() == [(3,), (4,)]
 
 
 def test_shards_without_job_completion_index_exit_2(invoke: Invoke) -> None:

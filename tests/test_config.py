@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from storage_calc.config import indexed_shard, parse_base_url, parse_location, parse_shard
 from storage_calc.errors import ConfigError
@@ -43,14 +41,6 @@ def test_a_base_url_loses_its_trailing_slash() -> None:
 def test_a_base_url_must_be_http() -> None:
     with pytest.raises(ConfigError):
         parse_base_url("ftp://api.example.org")
-
-
-@given(st.sets(st.integers(0, 2**31 - 1)), st.integers(1, 64))
-def test_shards_are_disjoint_and_cover_every_customer(customers: set[int], count: int) -> None:
-    shards = [parse_shard(f"{i}/{count}") for i in range(count)]
-    chosen = [{c for c in customers if shard.includes(c)} for shard in shards]
-    assert sum(len(c) for c in chosen) == len(customers)
-    assert set().union(*chosen) == customers
 
 
 def test_an_indexed_shard_takes_its_index_from_kubernetes() -> None:

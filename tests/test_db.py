@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from storage_calc import db
-from storage_calc.model import Layout
+from storage_calc.model import Layout, Spaces
 
 SEED = Layout()
 
@@ -151,7 +151,7 @@ def test_a_row_ingest_inserts_during_the_write_is_overwritten_not_a_failure(
     rows = [("2/5/a", 5, 100, 7, 0), ("2/5/b", 5, 200, 0, 0)]
     with db.connect(database_url) as writer, ThreadPoolExecutor(1) as pool:
         write = pool.submit(
-            db.write_customer, writer, SEED, 2, None, None, rows, datetime.now(UTC), False
+            db.write_customer, writer, SEED, 2, Spaces(), None, rows, datetime.now(UTC), False
         )
         deadline = time.monotonic() + 10
         while not conn.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()[0]:
@@ -170,10 +170,10 @@ def test_a_rewrite_also_inserts_the_rows_of_assets_registered_since_the_last_wri
 ) -> None:
     register("2/5/a")
     first = [("2/5/a", 5, 100, 7, 0)]
-    db.write_customer(conn, SEED, 2, None, None, first, datetime.now(UTC), False)
+    db.write_customer(conn, SEED, 2, Spaces(), None, first, datetime.now(UTC), False)
     register("2/5/b")
     rows = [("2/5/a", 5, 110, 7, 0), ("2/5/b", 5, 200, 0, 0)]
-    db.write_customer(conn, SEED, 2, None, None, rows, datetime.now(UTC), False)
+    db.write_customer(conn, SEED, 2, Spaces(), None, rows, datetime.now(UTC), False)
     assert conn.execute(
         'SELECT "Id", "Size", "ThumbnailSize" FROM "ImageStorage" ORDER BY 1'
     ).fetchall() == [("2/5/a", 110, 7), ("2/5/b", 200, 0)]
@@ -250,3 +250,25 @@ def test_a_customer_another_run_took_while_the_connection_was_broken_is_lost(
         database.conn.execute("SELECT 1")
         assert database.lost == {2}
         assert customer_lock_holder(conn, 2) == other_run.info.backend_pid
+
+
+def test_a_customer_is_written_only_while_the_run_holding_its_lock_still_does(
+    database_url: str, conn: psycopg.Connection[Any], register: Callable[..., None]
+) -> None:
+    register("2/5/a")
+
+    def write(holder: int) -> None:
+        with db.connect(database_url) as writer:
+            db.start_staging(writer)
+            staged = db.stage_figures(writer, [("2/5/a", 5, 1, 0, 0)])
+            db.write_staged(
+                writer, SEED, 2, Spaces(), None, staged, datetime.now(UTC), False, holder
+            )
+
+    run = conn.info.backend_pid
+    with pytest.raises(db.DatabaseError, match="customer 2 is no longer locked by this run"):
+        write(run)
+    assert conn.execute('SELECT count(*) FROM "ImageStorage"').fetchone() == (0,)
+    assert db.try_lock_customer(conn, 2)
+    write(run)
+    assert conn.execute('SELECT "Size" FROM "ImageStorage"').fetchall() == [(1,)]

@@ -149,18 +149,21 @@ s3_options = together(
         default=DEFAULT_WORKERS,
         show_default=True,
         type=click.IntRange(1, 256),
-        help="Prefixes listed at once.",
+        help="Listing requests in flight at once (key ranges of spaces, in every bucket).",
     ),
 )
 shard_options = together(
     command_line_option(
-        "--shard", type=SHARD, metavar="I/N", help="Only customers whose id modulo N is I."
+        "--shard",
+        type=SHARD,
+        metavar="I/N",
+        help="Only shard I of N: whole spaces, balanced by their registered assets.",
     ),
     command_line_option(
         "--shards",
         type=click.IntRange(1),
         metavar="N",
-        help="Only customers whose id modulo N is JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs).",
+        help="Only shard JOB_COMPLETION_INDEX of N (Kubernetes Indexed Jobs).",
     ),
 )
 

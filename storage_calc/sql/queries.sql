@@ -1,6 +1,7 @@
 -- Named queries used by storage_calc.db. Each block starts with "-- name: <name>", then a
 -- comment line saying what it does, then the SQL. Values are always bound as %(name)s.
--- A NULL %(space)s or %(asset)s means "every space" or "every asset" of the customer.
+-- The spaces of a customer a statement covers are %(only)s (NULL: every space) but not those of
+-- %(excluded)s, which another shard computes; a NULL %(asset)s means every asset of them.
 -- A line ending in "-- with: <feature>" is kept only where the platform's layout has that
 -- feature (a field of storage_calc.model.Layout), one ending in "-- without: <feature>" only
 -- where it has not.
@@ -104,9 +105,17 @@ ORDER BY 1;
 SELECT "Id", "Space" FROM "Images"
 WHERE "Customer" = %(customer)s
   AND "Space" >= %(first_space)s
-  AND (%(space)s::int IS NULL OR "Space" = %(space)s)
+  AND (%(only)s::int[] IS NULL OR "Space" = ANY (%(only)s::int[]))
+  AND "Space" <> ALL (%(excluded)s::int[])
   AND (%(asset)s::text IS NULL OR "Id" = %(asset)s)
   AND starts_with("Id", "Customer" || '/' || "Space" || '/');
+
+-- name: asset_counts
+-- The registered assets of every customer and space, counted as registry reads them: the
+-- weights that shards balance.
+SELECT "Customer", "Space", count(*) FROM "Images"
+WHERE "Space" >= %(first_space)s AND starts_with("Id", "Customer" || '/' || "Space" || '/')
+GROUP BY "Customer", "Space";
 
 -- name: misfiled
 -- The "Images" rows filed under a scope whose Id names another customer or space: how many, and
@@ -116,37 +125,82 @@ SELECT count(*) AS count,
 FROM "Images"
 WHERE "Customer" = %(customer)s
   AND "Space" >= %(first_space)s
-  AND (%(space)s::int IS NULL OR "Space" = %(space)s)
+  AND (%(only)s::int[] IS NULL OR "Space" = ANY (%(only)s::int[]))
+  AND "Space" <> ALL (%(excluded)s::int[])
   AND (%(asset)s::text IS NULL OR "Id" = %(asset)s)
   AND NOT starts_with("Id", "Customer" || '/' || "Space" || '/');
+
+-- name: registry_sorted
+-- The registered assets of a scope (as registry), sorted by space and then by id in UTF-8 byte
+-- order, the order of S3 listings, whatever the database's collation: a customer is cut into
+-- key ranges along it.
+SELECT "Id", "Space" FROM "Images"
+WHERE "Customer" = %(customer)s
+  AND "Space" >= %(first_space)s
+  AND (%(only)s::int[] IS NULL OR "Space" = ANY (%(only)s::int[]))
+  AND "Space" <> ALL (%(excluded)s::int[])
+  AND starts_with("Id", "Customer" || '/' || "Space" || '/')
+ORDER BY "Space", "Id" COLLATE "C";
+
+-- name: customer_lock_held
+-- Whether the session `holder` holds the customer's advisory lock (try_lock_customer): a
+-- customer is written on a connection of its own, while the run's session holds its lock.
+SELECT EXISTS (
+    SELECT 1 FROM pg_locks
+    WHERE locktype = 'advisory' AND database = (
+            SELECT oid FROM pg_database WHERE datname = current_database())
+      AND classid = %(namespace)s AND objid = %(customer)s AND objsubid = 2
+      AND pid = %(holder)s AND granted
+);
 
 -- name: try_lock_customer
 -- A session-level advisory lock in the project's own key space, one per customer.
 SELECT pg_try_advisory_lock(%(namespace)s, %(customer)s);
 
+-- name: try_lock_customer_shared
+-- The same lock in shared mode: the shards of one run hold it together, each computing its own
+-- spaces of the customer, while a run of the whole customer cannot take it.
+SELECT pg_try_advisory_lock_shared(%(namespace)s, %(customer)s);
+
+-- name: lock_customer_commit
+-- Serialises the writes of one customer until the end of the transaction: shards that compute
+-- different spaces of it refresh its customer-level row one after the other, each from every
+-- space row as committed.
+SELECT pg_advisory_xact_lock(%(namespace)s, %(customer)s);
+
 -- name: unlock_customer
 -- Releases the lock taken by try_lock_customer.
 SELECT pg_advisory_unlock(%(namespace)s, %(customer)s);
+
+-- name: unlock_customer_shared
+-- Releases the lock taken by try_lock_customer_shared.
+SELECT pg_advisory_unlock_shared(%(namespace)s, %(customer)s);
 
 -- name: set_in_progress
 -- Sets "CheckingInProgress" for the assets of a scope that have figures already.
 UPDATE "ImageStorage" SET "CheckingInProgress" = %(in_progress)s
 WHERE "Customer" = %(customer)s
-  AND (%(space)s::int IS NULL OR "Space" = %(space)s)
+  AND (%(only)s::int[] IS NULL OR "Space" = ANY (%(only)s::int[]))
+  AND "Space" <> ALL (%(excluded)s::int[])
   AND (%(asset)s::text IS NULL OR "Id" = %(asset)s)
   AND "CheckingInProgress" IS DISTINCT FROM %(in_progress)s;
 
 -- name: create_figures
--- A staging table for one customer's per-asset figures, gone at the end of the transaction.
+-- The staging table of a connection: the per-asset figures of the customer it computes, copied
+-- in slice by slice while the customer is listed, then written in the customer's transaction.
 -- No key: the rows come from the registry's ids, unique already, every join with the table is
 -- a hash join, and an index would be maintained for every copied row for nothing.
-CREATE TEMP TABLE storage_calc_figures (
+CREATE TEMP TABLE IF NOT EXISTS storage_calc_figures (
     "Id" varchar(500) NOT NULL,
     "Space" int NOT NULL,
     "Size" bigint NOT NULL,
     "ThumbnailSize" bigint NOT NULL,
     "AdjunctSize" bigint NOT NULL
-) ON COMMIT DROP;
+);
+
+-- name: clear_figures
+-- Empties the staging table before and after a customer: the connection computes others next.
+TRUNCATE storage_calc_figures;
 
 -- name: copy_figures
 -- Streams the per-asset figures into the staging table, in binary: no text to format here
@@ -236,7 +290,8 @@ ON CONFLICT ("Id", "Customer", "Space") DO UPDATE SET
 -- misfiled, so that no figure stays in a total that no run can refresh.
 DELETE FROM "ImageStorage" s
 WHERE s."Customer" = %(customer)s
-  AND (%(space)s::int IS NULL OR s."Space" = %(space)s)
+  AND (%(only)s::int[] IS NULL OR s."Space" = ANY (%(only)s::int[]))
+  AND s."Space" <> ALL (%(excluded)s::int[])
   AND (%(asset)s::text IS NULL OR s."Id" = %(asset)s)
   AND NOT EXISTS (
       SELECT 1 FROM "Images" i
@@ -255,13 +310,15 @@ WITH figures AS (
            sum("ThumbnailSize") AS thumbnails
     FROM "ImageStorage"
     WHERE "Customer" = %(customer)s AND "Space" >= %(first_space)s
-      AND (%(space)s::int IS NULL OR "Space" = %(space)s)
+      AND (%(only)s::int[] IS NULL OR "Space" = ANY (%(only)s::int[]))
+      AND "Space" <> ALL (%(excluded)s::int[])
     GROUP BY "Space"
 ), adjuncts AS (  -- with: space_adjuncts
     SELECT i."Space", count(*) AS adjuncts  -- with: space_adjuncts
     FROM "Adjuncts" a JOIN "Images" i ON i."Id" = a."AssetId"  -- with: space_adjuncts
     WHERE i."Customer" = %(customer)s AND i."Space" >= %(first_space)s  -- with: space_adjuncts
-      AND (%(space)s::int IS NULL OR i."Space" = %(space)s)  -- with: space_adjuncts
+      AND (%(only)s::int[] IS NULL OR i."Space" = ANY (%(only)s::int[]))  -- with: space_adjuncts
+      AND i."Space" <> ALL (%(excluded)s::int[])  -- with: space_adjuncts
       AND a."Origin" <> ''  -- with: space_adjuncts
     GROUP BY i."Space"  -- with: space_adjuncts
 ), spaces AS (
@@ -269,7 +326,8 @@ WITH figures AS (
     UNION
     SELECT "Space" FROM "CustomerStorage"
     WHERE "Customer" = %(customer)s AND "Space" >= %(first_space)s
-      AND (%(space)s::int IS NULL OR "Space" = %(space)s)
+      AND (%(only)s::int[] IS NULL OR "Space" = ANY (%(only)s::int[]))
+      AND "Space" <> ALL (%(excluded)s::int[])
 )
 INSERT INTO "CustomerStorage" ("Customer", "Space", "StoragePolicy", "NumberOfStoredImages",
                                "TotalSizeOfStoredImages", "TotalSizeOfThumbnails",
@@ -473,6 +531,13 @@ FROM storage_calc.orphans o
 JOIN storage_calc.customer_orphans co ON co.run_id = o.run_id AND co.customer = o.customer
 WHERE o.customer = %(customer)s
 ORDER BY o.space;
+
+-- name: asset_counts
+-- The registered assets of every customer and space, counted as registry reads them: the
+-- weights that shards balance.
+SELECT "Customer", "Space", count(*) FROM "Images"
+WHERE "Space" >= %(first_space)s AND starts_with("Id", "Customer" || '/' || "Space" || '/')
+GROUP BY "Customer", "Space";
 
 -- name: misfiled_assets
 -- Customers whose latest complete computation found misfiled "Images" rows, with example ids.

@@ -14,6 +14,7 @@ from storage_calc import calculator
 from storage_calc.config import Settings
 from storage_calc.listing import make_s3_client
 from storage_calc.model import Outcome
+from tests import test_key_ranges as key_ranges
 from tests.s3_proxy import S3Proxy
 from tests.test_listing_answers import ANSWERS
 
@@ -191,3 +192,20 @@ def test_a_second_run_gives_identical_figures(
     report = run(weed_settings)
     assert [r[:5] for r in customer_rows(conn)] == first
     assert report.changes == ()
+
+
+def test_figures_are_exact_whatever_the_cut_into_ranges_in_tree_order(
+    register: Callable[..., None], weed_put: Callable[..., None], buckets: Any,
+    weed_settings: Settings, conn: Conn, through_proxy: S3Proxy, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    register(*key_ranges.REGISTERED)
+    weed_put(buckets[0], key_ranges.ARTEFACTS)
+    weed_put(buckets[1], key_ranges.THUMBNAILS)
+    for slice_size in (1, 2, 3, 1000):
+        conn.execute('DELETE FROM "ImageStorage"; DELETE FROM "CustomerStorage"')
+        monkeypatch.setattr(calculator, "REGISTRY_SLICE", slice_size)
+        report = run(weed_settings)
+        assert report.outcome == "done", report.error
+        assert key_ranges.image_storage(conn) == key_ranges.expected(), slice_size
+        assert key_ranges.space_totals(conn) == key_ranges.expected_totals(), slice_size
+        assert report.orphan_bytes == key_ranges.ORPHAN_BYTES, slice_size

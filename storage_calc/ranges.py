@@ -1,0 +1,124 @@
+"""Key ranges inside a space, so that one large space is listed by many requests at once and
+attributed a bounded slice of its registry at a time. Pure: no I/O.
+
+A range holds the keys of a space whose asset name (the segment after `{customer}/{space}/`)
+is after `after` and at most `upto`. Every key of an asset falls in the range of its name, so a
+range needs only the registered assets of its own names, and the ranges of a space share no key.
+
+The range's listing starts at `StartAfter={space}{after}` and is cut at the first key whose name
+is beyond `upto`. Servers return keys in one of two orders (research on S3 servers): UTF-8 byte
+order (S3, moto), where `foo-2` sorts between `foo` and `foo/original`, and directory-tree order
+(SeaweedFS), where an asset's keys follow its own key and `StartAfter=foo` skips `foo/...`.
+In tree order the cut misses nothing. In byte order it can miss the keys `{n}/...` of a name `n`
+that is `upto` itself or a prefix of `upto` followed by a character below `/` (`foo` for an
+`upto` of `foo-2`), because they sort after names beyond `upto`; those keys, in either order,
+come as one block, so a range lists `{space}{n}/` on its own for each such name whose block the
+main listing did not show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class KeyRange:
+    """The keys of a space whose asset name is after `after` and at most `upto`; None leaves
+    that end open."""
+
+    after: str | None = None
+    upto: str | None = None
+
+    def holds(self, name: str) -> bool:
+        above = self.after is None or name > self.after
+        return above and (self.upto is None or name <= self.upto)
+
+    def straddling_names(self) -> tuple[str, ...]:
+        """The names in the range whose `{name}/...` keys can sort, in byte order, after the
+        first name beyond `upto`: `upto` and its prefixes followed by a character below `/`."""
+        if self.upto is None:
+            return ()
+        head = self.upto.split("/", 1)[0]
+        names = [head[:i] for i in range(len(head)) if head[i] < "/"]
+        if head == self.upto:
+            names.append(head)
+        return tuple(name for name in names if self.holds(name))
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Registered assets of one space (`id -> space`) and the key range their names cover."""
+
+    space: int
+    key_range: KeyRange
+    assets: dict[str, int] = field(default_factory=dict)
+
+
+def asset_name(asset_id: str) -> str:
+    """The name of an asset id `c/s/name`."""
+    return asset_id.split("/", 2)[2]
+
+
+def registry_slices(rows: Iterable[tuple[str, int]], size: int) -> Iterator[Slice]:
+    """Cuts registered assets (id, space), sorted by space and then by id in UTF-8 byte order,
+    into slices of at most `size` assets each. A slice's range ends at its last asset's name;
+    the first slice of a space starts at its beginning and the last one runs to its end."""
+    batch: dict[str, int] = {}
+    space: int | None = None
+    after: str | None = None
+    last = ""
+    for asset_id, asset_space in rows:
+        if batch and asset_space != space:
+            assert space is not None
+            yield Slice(space, KeyRange(after, None), batch)
+            batch, after = {}, None
+        elif len(batch) == size:
+            assert space is not None
+            upto = asset_name(last)
+            yield Slice(space, KeyRange(after, upto), batch)
+            batch, after = {}, upto
+        space, last = asset_space, asset_id
+        batch[asset_id] = asset_space
+    if batch:
+        assert space is not None
+        yield Slice(space, KeyRange(after, None), batch)
+
+
+@dataclass
+class RangeCut:
+    """Keeps, page by page, the keys of a listing under `prefix` (a space's) that belong to
+    `key_range`, and notes which straddling names' `/...` blocks it has shown."""
+
+    prefix: str
+    key_range: KeyRange
+    done: bool = False
+    shown: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self._straddling = frozenset(self.key_range.straddling_names())
+
+    @property
+    def start_after(self) -> str | None:
+        after = self.key_range.after
+        return None if after is None else self.prefix + after
+
+    def take(self, objects: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
+        """The objects of one page in the range; sets `done` at the first name beyond it, after
+        which nothing more of the listing belongs to the range."""
+        cut, upto, key_range = len(self.prefix), self.key_range.upto, self.key_range
+        kept = []
+        for key, size in objects:
+            name, slash, _ = key[cut:].partition("/")
+            if upto is not None and name > upto:
+                self.done = True
+                break
+            if key_range.holds(name):
+                if slash and name in self._straddling:
+                    self.shown.add(name)
+                kept.append((key, size))
+        return kept
+
+    def unshown(self) -> list[str]:
+        """The prefixes (`{space}{name}/`) still to list, once the main listing is done."""
+        return [self.prefix + name + "/" for name in sorted(self._straddling - self.shown)]
