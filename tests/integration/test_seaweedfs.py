@@ -4,6 +4,7 @@ with faults injected on the wire by a proxy."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -199,8 +200,13 @@ def test_figures_are_exact_whatever_the_cut_into_ranges_in_tree_order(
     weed_settings: Settings, conn: Conn, through_proxy: S3Proxy, monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     register(*key_ranges.REGISTERED)
-    weed_put(buckets[0], key_ranges.ARTEFACTS)
+    orphans = {k: v for k, v in key_ranges.ARTEFACTS.items() if "-orphan-" in k}
+    weed_put(buckets[0], {k: v for k, v in key_ranges.ARTEFACTS.items() if k not in orphans})
     weed_put(buckets[1], key_ranges.THUMBNAILS)
+    # No orphan key is the parent of another, so they can be written in parallel.
+    chunks = [dict(list(orphans.items())[n::8]) for n in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda chunk: weed_put(buckets[0], chunk), chunks))
     for slice_size in (1, 2, 3, 1000):
         conn.execute('DELETE FROM "ImageStorage"; DELETE FROM "CustomerStorage"')
         monkeypatch.setattr(calculator, "REGISTRY_SLICE", slice_size)
