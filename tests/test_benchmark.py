@@ -27,3 +27,20 @@ def test_the_benchmark_runs_and_its_figures_match_the_ground_truth(
         assert any(line.startswith(variant) for line in lines)
     assert any(line.startswith("database: 500 ImageStorage rows") for line in lines)
     assert any(line.startswith("  rewrite ") for line in lines)
+
+
+def test_the_memory_benchmark_runs_and_checks_the_customer_figures(
+    aws_env: None, tmp_path: Path
+) -> None:
+    command = [sys.executable, "-m", "benchmarks.memory", "--assets", "500", "--objects", "100",
+               "--cache", str(tmp_path)]  # fmt: skip
+    for _ in range(2):  # the second time from the cache
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        lines = result.stdout.splitlines()
+        assert (
+            lines[-1]
+            == "figures: equal to the ground truth after both runs, NumberOfStoredImages 500"
+        )
+        assert any(line.startswith("rerun, flagging, rewriting") for line in lines)
+    assert "reusing" in result.stderr
