@@ -271,14 +271,14 @@ def run_benchmark(
             f"database: {args.db_rows:,} ImageStorage rows, one customer, the table at "
             "fillfactor 50 (the README's operator step)"
         )
-        for name, found in (
+        for step, seconds in (
             ("first write", writes.firsts),
             ("flagging them in progress", writes.flags),
             ("rewrite", writes.rewrites),
         ):
             print(
-                f"  {name:<26} median {statistics.median(found):5.1f} s   "
-                f"min {min(found):5.1f} s   max {max(found):5.1f} s"
+                f"  {step:<26} median {statistics.median(seconds):5.1f} s   "
+                f"min {min(seconds):5.1f} s   max {max(seconds):5.1f} s"
             )
     print(
         f"figures: equal to the ground truth after every run of storage-calc, for all "
