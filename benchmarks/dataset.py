@@ -5,8 +5,17 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 TILED_OBJECTS = 1_200  # one asset with more than a page of objects
+
+
+class Layout(StrEnum):
+    """Where the assets are: spread over the customers and their spaces, or all in customer 1's
+    space 1, as on a platform where one customer stores nearly everything."""
+
+    SPREAD = "spread"
+    DOMINANT = "dominant"
 
 
 @dataclass
@@ -36,10 +45,15 @@ class Dataset:
             row[2] += size
 
 
-def generate(objects: int, customers: int = 20, seed: int = 2) -> Dataset:
+def generate(
+    objects: int, customers: int = 20, seed: int = 2, layout: Layout = Layout.SPREAD
+) -> Dataset:
     """About `objects` objects over `customers` customers of 1 to 4 spaces each: images, audio
     and video with originals, info.json, AV outputs, thumbnails and legacy thumbnails, one asset
-    with more than 1,000 objects, orphans (objects of unregistered ids) and `transient/` keys."""
+    with more than 1,000 objects, orphans (objects of unregistered ids) and `transient/` keys.
+
+    The dominant layout has the same objects of the same kinds and sizes, every one of them
+    under customer 1's space 1."""
     rng = random.Random(seed)
     data = Dataset()
     spaces = {c: list(range(1, rng.randint(1, 4) + 1)) for c in range(1, customers + 1)}
@@ -49,14 +63,21 @@ def generate(objects: int, customers: int = 20, seed: int = 2) -> Dataset:
 
     tiles = {f"/tiles/{n:05d}.jpg": size() for n in range(min(TILED_OBJECTS, objects // 10))}
     data.add_asset("1/1/tiled", {"": size(), **tiles}, {"/open/100.jpg": size()})
+    dominant = layout is Layout.DOMINANT
     n = 0
     while data.objects < objects:
         n += 1
-        customer = rng.randint(1, customers)
-        asset_id = f"{customer}/{rng.choice(spaces[customer])}/asset-{n:07d}"
+        # Both layouts make the same draws, so that they differ only in where the keys are.
+        drawn = rng.randint(1, customers)
+        drawn_space = rng.choice(spaces[drawn])
+        customer, space = (1, 1) if dominant else (drawn, drawn_space)
+        asset_id = f"{customer}/{space}/asset-{n:07d}"
         kind = rng.random()
         if kind < 0.02:
-            data.storage[f"{customer}/{rng.choice(spaces[customer])}/orphan-{n}/original"] = size()
+            orphan_bytes = size()  # drawn before the orphan's space, as it always was
+            drawn_space = rng.choice(spaces[drawn])
+            orphan_space = space if dominant else drawn_space
+            data.storage[f"{customer}/{orphan_space}/orphan-{n}/original"] = orphan_bytes
             continue
         if kind < 0.03:
             data.storage[f"transient/{asset_id}"] = size()

@@ -48,7 +48,9 @@ def list_prefix(
         token = root.findtext(f"{NS}NextContinuationToken")
 
 
-def main(endpoint: str, buckets: list[str]) -> None:
+def listed(endpoint: str, buckets: list[str]) -> tuple[int, int]:
+    """Keys and bytes in `buckets`: the top level of each, then every prefix under it, four
+    prefixes at a time."""
     keys = total = 0
     with ThreadPoolExecutor(4) as pool:
         futures = []
@@ -59,8 +61,8 @@ def main(endpoint: str, buckets: list[str]) -> None:
         for future in futures:
             k, b, _ = future.result()
             keys, total = keys + k, total + b
-    print(keys, total)
+    return keys, total
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2:])
+    print(*listed(sys.argv[1], sys.argv[2:]))

@@ -10,16 +10,37 @@ from pathlib import Path
 ROOT = Path(__file__).parent.parent
 
 
-def test_the_benchmark_runs_and_its_figures_match_the_ground_truth(aws_env: None) -> None:
+def test_the_benchmark_runs_and_its_figures_match_the_ground_truth(
+    aws_env: None, tmp_path: Path
+) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks.run", "--objects", "600", "--repeat", "1",
-         "--db-rows", "500"],
+         "--db-rows", "500", "--cache", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
-    assert lines[-1] == "figures: equal to the ground truth for all 20 customers"
-    assert any(line.startswith("c/a = ") and "c/b = " in line for line in lines)
-    assert any(line.startswith("c  storage-calc run") for line in lines)
+    assert lines[-1].startswith("figures: equal to the ground truth after every run")
+    assert any(line.startswith("a/floor = ") and "a/s5cmd = " in line for line in lines)
+    assert any(line.startswith("b/a = ") and "d/a = " in line for line in lines)
+    for variant in ("a  storage-calc, spread", "d  storage-calc, dominant"):
+        assert any(line.startswith(variant) for line in lines)
     assert any(line.startswith("database: 500 ImageStorage rows") for line in lines)
     assert any(line.startswith("  rewrite ") for line in lines)
+
+
+def test_the_memory_benchmark_runs_and_checks_the_customer_figures(
+    aws_env: None, tmp_path: Path
+) -> None:
+    command = [sys.executable, "-m", "benchmarks.memory", "--assets", "500", "--objects", "100",
+               "--cache", str(tmp_path)]  # fmt: skip
+    for _ in range(2):  # the second time from the cache
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        lines = result.stdout.splitlines()
+        assert (
+            lines[-1]
+            == "figures: equal to the ground truth after both runs, NumberOfStoredImages 500"
+        )
+        assert any(line.startswith("rerun, flagging, rewriting") for line in lines)
+    assert "reusing" in result.stderr
