@@ -497,14 +497,20 @@ def tally_slices(job: Job, tasks: Iterator[RangeTask], tally: Tally, stager: Sta
     in_flight: list[tuple[RangeTask, list[Future[Tally]]]] = []
     assets = 0
 
+    def ended(futures: list[Future[Tally]]) -> bool:
+        """Every location of the range listed, or one failed."""
+        return all(f.done() for f in futures) or any(f.done() and f.exception() for f in futures)
+
     def settle() -> None:
+        """Waits until a range ends, then stages every range that has."""
         nonlocal assets
-        wait([f for _, futures in in_flight for f in futures], return_when=FIRST_COMPLETED)
+        while not any(ended(futures) for _, futures in in_flight):
+            pending = [f for _, futures in in_flight for f in futures if not f.done()]
+            wait(pending, return_when=FIRST_COMPLETED)
         for entry in list(in_flight):
-            futures = entry[1]
-            if all(f.done() for f in futures) or any(f.done() and f.exception() for f in futures):
+            if ended(entry[1]):
                 in_flight.remove(entry)
-                assets += add_range(tally, stager, [f.result() for f in futures])
+                assets += add_range(tally, stager, [f.result() for f in entry[1]])
 
     try:
         for task in tasks:
