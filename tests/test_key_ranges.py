@@ -144,5 +144,7 @@ def test_memory_does_not_grow_with_the_assets_of_a_space(
         assert (report.outcome, report.assets, report.bytes) == ("done", assets, 7)
         return top
 
+    # Bounded, the peaks differ by the timing of the ranges in flight (up to a third); holding
+    # the registry, the larger peak is more than ten times the smaller.
     small, large = peak(2, 2_000), peak(3, 40_000)
-    assert large < 1.25 * small, (small, large)
+    assert large < 2 * small, (small, large)
