@@ -42,8 +42,9 @@ from storage_calc.shards import shard_spaces
 
 log = structlog.get_logger("storage_calc")
 
-# Customers listed at once: the next ones are listed while the previous one is written.
-CUSTOMERS_IN_FLIGHT = 3
+# Listing requests per customer listed at once: the next customers are listed while the
+# previous one is written, so that the round trips of small customers overlap.
+REQUESTS_PER_CUSTOMER = 4
 # Registered assets per key range of a space: a range is listed by its own requests and holds
 # only its own slice of the registry, so a space of millions of assets is listed by many
 # requests at once in bounded memory. About 7,000 keys, 7 pages per location for the usual
@@ -123,7 +124,9 @@ def run(
         with structlog.contextvars.bound_contextvars(run_id=run_id):
             with (
                 ThreadPoolExecutor(settings.workers, thread_name_prefix="list") as pool,
-                ThreadPoolExecutor(CUSTOMERS_IN_FLIGHT, thread_name_prefix="customer") as flight,
+                ThreadPoolExecutor(
+                    customers_in_flight(settings), thread_name_prefix="customer"
+                ) as flight,
             ):
                 job = Job(
                     settings, layout, s3, pool, flight, connections, dry_run,
@@ -236,7 +239,7 @@ def compute_customers(
         if job.stop.is_set():
             break
         in_flight.append(start_customer(job, database, customer, spaces, scope.asset, shared))
-        if len(in_flight) == CUSTOMERS_IN_FLIGHT:
+        if len(in_flight) == customers_in_flight(job.settings):
             yield finish_customer(job, database, in_flight.popleft())
     while in_flight:
         yield finish_customer(job, database, in_flight.popleft())
@@ -540,6 +543,12 @@ def add_range(tally: Tally, stager: Stager, tallies: list[Tally]) -> int:
     merged.sizes.clear()
     tally.merge(merged)
     return len(merged.registry)
+
+
+def customers_in_flight(settings: Settings) -> int:
+    """Customers listed at once, each on a database connection of its own: 3, and one more per
+    `REQUESTS_PER_CUSTOMER` workers beyond 12 (8 at the default 32 workers)."""
+    return max(3, settings.workers // REQUESTS_PER_CUSTOMER)
 
 
 def ranges_in_flight(job: Job) -> int:
