@@ -83,7 +83,7 @@ def all_assets(data: Dataset, count: int) -> Iterator[str]:
 
 def logged_durations(stderr: str) -> dict[str, float]:
     """`duration_s` of the run's `customer_calculated` event for the customer and of its
-    `run_finished` event, from its JSON log lines."""
+    `run_finished` event, and the customer's `write_s`, from its JSON log lines."""
     durations = {}
     for line in stderr.splitlines():
         with contextlib.suppress(ValueError):
@@ -92,6 +92,8 @@ def logged_durations(stderr: str) -> dict[str, float]:
                 event.get("event") == "customer_calculated" and event.get("customer") == CUSTOMER
             ):
                 durations[event["event"]] = float(event["duration_s"])
+                if event.get("write_s") is not None:
+                    durations["write"] = float(event["write_s"])
     return durations
 
 
@@ -131,18 +133,20 @@ def main() -> None:
         f"(registered and vacuumed in {register_seconds:.0f} s), {data.objects:,} objects on "
         "SeaweedFS, all in space 1"
     )
-    print(f"{'':<46} {'wall s':>8} {'run s':>8} {'customer s':>10} {'RSS MiB':>9}")
+    print(f"{'':<46} {'wall s':>8} {'run s':>8} {'customer s':>10} {'write s':>8} {'RSS MiB':>9}")
     for label, (sample, durations) in runs.items():
-        run_s, customer_s = (
-            durations.get(e, float("nan")) for e in ("run_finished", "customer_calculated")
+        run_s, customer_s, write_s = (
+            durations.get(e, float("nan")) for e in ("run_finished", "customer_calculated", "write")
         )
         print(
-            f"{label:<46} {sample.wall:8.2f} {run_s:8.2f} {customer_s:10.2f} {sample.rss_mib:9.0f}"
+            f"{label:<46} {sample.wall:8.2f} {run_s:8.2f} {customer_s:10.2f} {write_s:8.2f} "
+            f"{sample.rss_mib:9.0f}"
         )
     print(
         "run s and customer s are the duration_s the run logs in run_finished and in the "
         "customer's customer_calculated: the customer's are reading its registry, flagging its "
-        f"ImageStorage rows, listing its {data.objects:,} objects and writing its figures"
+        f"ImageStorage rows, listing its {data.objects:,} objects, staging and writing its "
+        "figures; write s is its write transaction (write_s in customer_calculated)"
     )
     print(
         f"figures: equal to the ground truth after both runs, NumberOfStoredImages {args.assets:,}"

@@ -36,7 +36,7 @@ from storage_calc.model import (
     Spaces,
 )
 from storage_calc.progress import RunProgress
-from storage_calc.ranges import KeyRange, RangeCut, registry_slices
+from storage_calc.ranges import EmptyBeyond, KeyRange, RangeCut, registry_slices
 from storage_calc.rollup import Tally
 from storage_calc.shards import shard_spaces
 
@@ -258,6 +258,8 @@ class Pending:
     flagged: bool = False
     listing: Future[Listed] | None = None
     result: CustomerResult | None = None
+    # How long the customer's write transaction took: what its rows were locked for.
+    write_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -323,10 +325,12 @@ def finish_customer(job: Job, database: db.Database, pending: Pending) -> Custom
                 raise DatabaseError(
                     "the database connection broke and another run took the customer meanwhile"
                 )
+            writing = time.monotonic()
             changes = db.write_staged(
                 listed.conn, job.layout, pending.customer, pending.spaces, pending.asset_id,
                 listed.staged, pending.checked, job.dry_run, lock_holder=holder,
             )  # fmt: skip
+            pending.write_seconds = round(time.monotonic() - writing, 3)
             tally = listed.tally
             pending.result = CustomerResult(
                 pending.customer, Outcome.DONE, tally.objects, tally.bytes, listed.assets,
@@ -348,6 +352,7 @@ def finish_customer(job: Job, database: db.Database, pending: Pending) -> Custom
             asset=pending.asset_id,
             **result.counts(),
             duration_s=result.seconds,
+            write_s=pending.write_seconds,
         )
     return result
 
@@ -497,6 +502,7 @@ def tally_slices(job: Job, tasks: Iterator[RangeTask], tally: Tally, stager: Sta
 
     Memory is bounded by the ranges in flight, whatever the size of the customer or space."""
     limit = ranges_in_flight(job)
+    ends = EmptyBeyond()
     in_flight: list[tuple[RangeTask, list[Future[Tally]]]] = []
     assets = 0
 
@@ -522,7 +528,7 @@ def tally_slices(job: Job, tasks: Iterator[RangeTask], tally: Tally, stager: Sta
                 continue
             while len(in_flight) >= limit:
                 settle()
-            futures = [job.pool.submit(tally_range, job, loc, task) for loc in task.locations]
+            futures = [job.pool.submit(tally_range, job, loc, task, ends) for loc in task.locations]
             in_flight.append((task, futures))
         while in_flight:
             settle()
@@ -557,14 +563,20 @@ def ranges_in_flight(job: Job) -> int:
     return max(2, -(-job.settings.workers // len(job.settings.locations)))
 
 
-def tally_range(job: Job, location: Location, task: RangeTask) -> Tally:
-    """Attributes the objects of a range in one location as its pages stream in."""
+def tally_range(job: Job, location: Location, task: RangeTask, ends: EmptyBeyond) -> Tally:
+    """Attributes the objects of a range in one location as its pages stream in; a range that
+    an earlier one showed to be empty there is not listed."""
     tally = job.tally(task.assets)
     cut = RangeCut(location.prefix + task.prefix, task.key_range)
+    where = f"{location.bucket}/{cut.prefix}"
+    if ends.covers(where, task.key_range):
+        return tally
     for page in job.pages(location.bucket, cut.prefix, start_after=cut.start_after):
         tally.add(location.kind, location.bucket, location.prefix, cut.take(page.objects))
         if cut.done:
             break
+    if cut.beyond_is_empty and task.key_range.upto is not None:
+        ends.note(where, task.key_range.upto)
     for prefix in cut.unshown():
         for page in job.pages(location.bucket, prefix):
             tally.add(location.kind, location.bucket, location.prefix, page.objects)

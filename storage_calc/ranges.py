@@ -18,6 +18,7 @@ main listing did not show.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -94,6 +95,8 @@ class RangeCut:
     key_range: KeyRange
     done: bool = False
     shown: set[str] = field(default_factory=set)
+    # The key (after `prefix`) at which the listing was cut, once `done`.
+    stop: str | None = None
 
     def __post_init__(self) -> None:
         self._straddling = frozenset(self.key_range.straddling_names())
@@ -111,7 +114,7 @@ class RangeCut:
         for key, size in objects:
             name, slash, _ = key[cut:].partition("/")
             if upto is not None and name > upto:
-                self.done = True
+                self.done, self.stop = True, key[cut:]
                 break
             if key_range.holds(name):
                 if slash and name in self._straddling:
@@ -120,5 +123,43 @@ class RangeCut:
         return kept
 
     def unshown(self) -> list[str]:
-        """The prefixes (`{space}{name}/`) still to list, once the main listing is done."""
-        return [self.prefix + name + "/" for name in sorted(self._straddling - self.shown)]
+        """The prefixes (`{space}{name}/`) still to list once the main listing is over: those of
+        straddling names whose `/...` keys it did not show and may not have reached. A listing
+        that ran to the end of the space, or was cut at a key after every `{name}/...` key
+        (from `{name}0` on, `0` being the character after `/`), showed them all if there were
+        any."""
+        stop = self.stop
+        if stop is None:
+            return []
+        names = sorted(self._straddling - self.shown)
+        return [self.prefix + name + "/" for name in names if stop < name + "0"]
+
+    @property
+    def beyond_is_empty(self) -> bool:
+        """Whether the listing ran to the end of the space without a name beyond the range:
+        then the space holds no key of any name beyond `upto` in this location."""
+        return not self.done
+
+
+class EmptyBeyond:
+    """Where the spaces of a customer hold no more keys, per bucket: a range whose listing ran
+    to the end of its space without a name beyond the range shows that no name beyond it has a
+    key there, so the later ranges of that space need not be listed there. Shared by the ranges
+    of a customer, listed at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._bounds: dict[str, str] = {}
+
+    def note(self, where: str, upto: str) -> None:
+        """No name beyond `upto` has a key in `where` (a bucket and a space's prefix)."""
+        with self._lock:
+            known = self._bounds.get(where)
+            if known is None or upto < known:
+                self._bounds[where] = upto
+
+    def covers(self, where: str, key_range: KeyRange) -> bool:
+        """Whether `key_range` of `where` is known to hold no key."""
+        with self._lock:
+            bound = self._bounds.get(where)
+        return bound is not None and key_range.after is not None and key_range.after >= bound

@@ -148,3 +148,23 @@ def test_memory_does_not_grow_with_the_assets_of_a_space(
     # the registry, the larger peak is more than ten times the smaller.
     small, large = peak(2, 2_000), peak(3, 40_000)
     assert large < 2 * small, (small, large)
+
+
+def test_ranges_beyond_the_last_key_of_a_space_are_not_listed(
+    register: Callable[..., None], put: Callable[..., None], settings: Settings, s3: S3Client,
+    conn: Conn, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setattr(calculator, "REGISTRY_SLICE", 10)
+    register(*[f"2/5/asset-{n:04d}" for n in range(200)])
+    put(STORAGE, {"2/5/asset-0000/original": 3})
+    put(THUMBS, {"2/5/asset-0001/low.jpg": 5})
+    listings: list[str] = []
+    s3.meta.events.register(
+        "provide-client-params.s3.ListObjectsV2",
+        lambda params, **_: listings.append(params["Prefix"]),
+    )
+    report = calculator.run(settings, s3, scope=Scope(customer=2))
+    assert (report.assets, report.bytes) == (200, 8), report.customers
+    assert image_storage(conn)["2/5/asset-0001"] == (0, 5)
+    # 20 ranges in each of 2 buckets: only those in flight before the first ended are listed.
+    assert len(listings) <= 12, listings

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from storage_calc.ranges import KeyRange, RangeCut, asset_name, registry_slices
+from storage_calc.ranges import EmptyBeyond, KeyRange, RangeCut, asset_name, registry_slices
 
 PREFIX = "2/5/"
 # Awkward names: a name that is a prefix of others followed by characters below and above "/",
@@ -109,14 +109,27 @@ def test_children_of_a_name_before_the_bound_are_listed_apart_where_they_sort_af
         (PREFIX + "foo-2", 1),
     ]
     assert cut.done
-    assert cut.unshown() == [PREFIX + "foo/", PREFIX + "foo-2/"]
+    assert cut.unshown() == [PREFIX + "foo/"]
 
 
 def test_names_whose_children_were_shown_are_not_listed_again() -> None:
-    keys = [PREFIX + k for k in ("foo", "foo/original", "foo-2", "foo-3")]
+    keys = [PREFIX + k for k in ("foo", "foo/original", "foo-2", "foo-2!")]
     cut = RangeCut(PREFIX, KeyRange(None, "foo-2"))
     cut.take([(k, 1) for k in tree_order(keys, None)])
     assert cut.unshown() == [PREFIX + "foo-2/"]
+
+
+def test_names_whose_children_the_listing_passed_are_not_listed_apart() -> None:
+    keys = [PREFIX + k for k in ("foo-2", "foo-3")]
+    cut = RangeCut(PREFIX, KeyRange("foo-1", "foo-2"))
+    cut.take([(k, 1) for k in byte_order(keys, PREFIX + "foo-1")])
+    assert cut.unshown() == []
+
+
+def test_a_listing_that_ran_to_the_end_of_the_space_leaves_nothing_to_list() -> None:
+    cut = RangeCut(PREFIX, KeyRange(None, "foo-2"))
+    cut.take([(PREFIX + "foo", 1)])
+    assert (cut.unshown(), cut.beyond_is_empty) == ([], True)
 
 
 def test_straddling_names_are_the_bound_and_its_prefixes_before_low_characters() -> None:
@@ -139,3 +152,13 @@ def test_registry_slices_cut_each_space_at_names_and_leave_its_ends_open() -> No
 
 def test_the_asset_name_is_everything_after_customer_and_space() -> None:
     assert asset_name("2/5/foo bar") == "foo bar"
+
+
+def test_a_range_after_one_that_ran_to_the_end_of_its_space_is_known_empty() -> None:
+    ends = EmptyBeyond()
+    ends.note("storage/2/5/", "foo")
+    assert ends.covers("storage/2/5/", KeyRange("foo", "zzz"))
+    assert ends.covers("storage/2/5/", KeyRange("goo", None))
+    assert not ends.covers("storage/2/5/", KeyRange("fo", "zzz"))
+    assert not ends.covers("thumbs/2/5/", KeyRange("foo", "zzz"))
+    assert not ends.covers("storage/2/5/", KeyRange(None, "zzz"))
