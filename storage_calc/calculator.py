@@ -575,8 +575,9 @@ def tally_range(job: Job, location: Location, task: RangeTask, ends: EmptyBeyond
         tally.add(location.kind, location.bucket, location.prefix, cut.take(page.objects))
         if cut.done:
             break
-    if cut.beyond_is_empty and task.key_range.upto is not None:
-        ends.note(where, task.key_range.upto)
+    gap = cut.gap()
+    if gap is not None:
+        ends.note(where, gap)
     for prefix in cut.unshown():
         for page in job.pages(location.bucket, prefix):
             tally.add(location.kind, location.bucket, location.prefix, page.objects)

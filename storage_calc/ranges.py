@@ -18,6 +18,7 @@ main listing did not show.
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -134,32 +135,57 @@ class RangeCut:
         names = sorted(self._straddling - self.shown)
         return [self.prefix + name + "/" for name in names if stop < name + "0"]
 
-    @property
-    def beyond_is_empty(self) -> bool:
-        """Whether the listing ran to the end of the space without a name beyond the range:
-        then the space holds no key of any name beyond `upto` in this location."""
-        return not self.done
+    def gap(self) -> tuple[str, str | None] | None:
+        """Names after `upto` that hold no key in this listing's location, as (after, before):
+        up to the end of the space if the listing ran to it, else up to the name it was cut at.
+        None for a range open at its end."""
+        upto = self.key_range.upto
+        if upto is None:
+            return None
+        return upto, None if self.stop is None else self.stop.partition("/")[0]
 
 
 class EmptyBeyond:
-    """Where the spaces of a customer hold no more keys, per bucket: a range whose listing ran
-    to the end of its space without a name beyond the range shows that no name beyond it has a
-    key there, so the later ranges of that space need not be listed there. Shared by the ranges
-    of a customer, listed at once."""
+    """Names of a space without keys, per bucket, learnt from the ranges already listed, so that
+    later ranges inside them need not be listed: millions of registered assets without objects
+    then cost a request per range in flight, not per range. Shared by the ranges of a customer,
+    listed at once.
+
+    A listing cut at the name `before` shows that no name between its range's `upto` and
+    `before` has a key, except, in byte order, the `{m}/...` keys of a prefix `m` of `before`
+    followed by a character below `/` (`foo` for `foo-2`), which sort after the cut: a range
+    that holds such a prefix is listed anyway. Of the gaps starting at or before a range, the
+    one starting nearest to it reaches furthest, so only that one is looked at.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._bounds: dict[str, str] = {}
+        self._starts: dict[str, list[str]] = {}
+        self._gaps: dict[str, dict[str, str | None]] = {}
 
-    def note(self, where: str, upto: str) -> None:
-        """No name beyond `upto` has a key in `where` (a bucket and a space's prefix)."""
+    def note(self, where: str, gap: tuple[str, str | None]) -> None:
+        """No name after `gap[0]` and before `gap[1]` (None: the end) has a key in `where` (a
+        bucket and a space's prefix)."""
+        after, before = gap
         with self._lock:
-            known = self._bounds.get(where)
-            if known is None or upto < known:
-                self._bounds[where] = upto
+            gaps = self._gaps.setdefault(where, {})
+            if after not in gaps:
+                bisect.insort(self._starts.setdefault(where, []), after)
+            gaps[after] = before
 
     def covers(self, where: str, key_range: KeyRange) -> bool:
         """Whether `key_range` of `where` is known to hold no key."""
+        if key_range.after is None:
+            return False
         with self._lock:
-            bound = self._bounds.get(where)
-        return bound is not None and key_range.after is not None and key_range.after >= bound
+            starts = self._starts.get(where, [])
+            at = bisect.bisect_right(starts, key_range.after) - 1
+            if at < 0:
+                return False
+            before = self._gaps[where][starts[at]]
+        if before is None:
+            return True
+        if key_range.upto is None or key_range.upto >= before:
+            return False
+        sorting_after = [before[:i] for i in range(len(before)) if before[i] < "/"]
+        return not any(key_range.holds(name) for name in sorting_after)

@@ -54,14 +54,26 @@ def pages(
         yield [(k, 1) for k in listed[at : at + size]]
 
 
-def list_range(server: Server, keys: list[str], key_range: KeyRange, page_size: int) -> list[str]:
+def list_range(
+    server: Server,
+    keys: list[str],
+    key_range: KeyRange,
+    page_size: int,
+    ends: EmptyBeyond | None = None,
+) -> list[str]:
     """What `tally_range` keeps of a server's listings for one range."""
+    ends = ends or EmptyBeyond()
+    if ends.covers(PREFIX, key_range):
+        return []
     cut = RangeCut(PREFIX, key_range)
     kept: list[str] = []
     for page in pages(server, keys, PREFIX, cut.start_after, page_size):
         kept += [k for k, _ in cut.take(page)]
         if cut.done:
             break
+    gap = cut.gap()
+    if gap is not None:
+        ends.note(PREFIX, gap)
     for prefix in cut.unshown():
         for page in pages(server, keys, prefix, None, page_size):
             kept += [k for k, _ in page]
@@ -83,13 +95,18 @@ def keys_of(names: list[str]) -> list[str]:
 def test_every_key_is_in_exactly_one_range_whatever_the_split(
     server: Server, page_size: int
 ) -> None:
-    keys = [*keys_of(NAMES), PREFIX, PREFIX + "/x", PREFIX + "//y"]
+    # `foo`, `image` and `a` have children but no key of their own, so that a cut can fall
+    # between them and their children.
+    without = {PREFIX + name for name in ("foo", "image", "a")}
+    keys = [*(k for k in keys_of(NAMES) if k not in without), PREFIX, PREFIX + "/x", PREFIX + "//y"]
+    extra = ["foo-1x", "foo!", "image-000005", "a-a", "f", "h", "image-0", "fo"]
     rng = random.Random(page_size)
-    for _ in range(40):
-        bounds = rng.sample([*NAMES, "foo-1x", "foo!", "image-000005", "a-a"], rng.randint(1, 8))
+    for _ in range(80):
+        bounds = rng.sample([*NAMES, *extra], rng.randint(1, 8))
         listed: list[str] = []
+        ends = EmptyBeyond()
         for key_range in split(bounds):
-            listed += list_range(server, keys, key_range, page_size)
+            listed += list_range(server, keys, key_range, page_size, ends)
         assert sorted(listed) == sorted(keys), bounds
 
 
@@ -129,7 +146,7 @@ def test_names_whose_children_the_listing_passed_are_not_listed_apart() -> None:
 def test_a_listing_that_ran_to_the_end_of_the_space_leaves_nothing_to_list() -> None:
     cut = RangeCut(PREFIX, KeyRange(None, "foo-2"))
     cut.take([(PREFIX + "foo", 1)])
-    assert (cut.unshown(), cut.beyond_is_empty) == ([], True)
+    assert (cut.unshown(), cut.gap()) == ([], ("foo-2", None))
 
 
 def test_straddling_names_are_the_bound_and_its_prefixes_before_low_characters() -> None:
@@ -154,9 +171,22 @@ def test_the_asset_name_is_everything_after_customer_and_space() -> None:
     assert asset_name("2/5/foo bar") == "foo bar"
 
 
+def test_ranges_between_a_range_and_the_name_it_was_cut_at_are_known_empty() -> None:
+    ends = EmptyBeyond()
+    ends.note("s/2/5/", ("a", "tiled"))
+    assert ends.covers("s/2/5/", KeyRange("a", "b"))
+    assert ends.covers("s/2/5/", KeyRange("b", "c"))
+    assert not ends.covers("s/2/5/", KeyRange("b", "tiled"))
+    assert not ends.covers("s/2/5/", KeyRange("0", "b"))
+    ends.note("t/2/5/", ("a", "x-1"))
+    assert ends.covers("t/2/5/", KeyRange("a", "w"))
+    # in byte order, the keys `x/...` of a name `x` sort after `x-1`, where the cut was
+    assert not ends.covers("t/2/5/", KeyRange("a", "x-0"))
+
+
 def test_a_range_after_one_that_ran_to_the_end_of_its_space_is_known_empty() -> None:
     ends = EmptyBeyond()
-    ends.note("storage/2/5/", "foo")
+    ends.note("storage/2/5/", ("foo", None))
     assert ends.covers("storage/2/5/", KeyRange("foo", "zzz"))
     assert ends.covers("storage/2/5/", KeyRange("goo", None))
     assert not ends.covers("storage/2/5/", KeyRange("fo", "zzz"))
