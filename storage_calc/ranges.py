@@ -13,7 +13,10 @@ In tree order the cut misses nothing. In byte order it can miss the keys `{n}/..
 that is `upto` itself or a prefix of `upto` followed by a character below `/` (`foo` for an
 `upto` of `foo-2`), because they sort after names beyond `upto`; those keys, in either order,
 come as one block, so a range lists `{space}{n}/` on its own for each such name whose block the
-main listing did not show.
+main listing neither showed nor ran past.
+
+Where a range's listing was cut tells which names after it hold no key (`EmptyBeyond`), so the
+later ranges among them are not listed at all.
 """
 
 from __future__ import annotations
