@@ -493,8 +493,10 @@ def write_staged(
     statements written for `layout`, so a reader sees the customer before or after, never
     half-written: existing rows updated, new ones inserted, rows of assets no longer registered
     deleted. With `lock_holder`, the backend pid of the session that locked the customer, the
-    write first checks, in its transaction, that this session still holds the lock. A dry run
-    does all of it and rolls back.
+    write first checks, in its transaction, that this session still holds the lock. It then
+    takes the customer's commit lock, so that the shards writing different spaces of one
+    customer refresh its customer-level row one after the other. A dry run does all of it and
+    rolls back.
     """
     params = {
         "customer": customer,
