@@ -44,7 +44,7 @@ log = structlog.get_logger("storage_calc")
 
 # Listing requests per customer listed at once: the next customers are listed while the
 # previous one is written, so that the round trips of small customers overlap.
-REQUESTS_PER_CUSTOMER = 4
+REQUESTS_PER_CUSTOMER = 2
 # Registered assets per key range of a space: a range is listed by its own requests and holds
 # only its own slice of the registry, so a space of millions of assets is listed by many
 # requests at once in bounded memory. About 7,000 keys, 7 pages per location for the usual
@@ -552,8 +552,8 @@ def add_range(tally: Tally, stager: Stager, tallies: list[Tally]) -> int:
 
 
 def customers_in_flight(settings: Settings) -> int:
-    """Customers listed at once, each on a database connection of its own: 3, and one more per
-    `REQUESTS_PER_CUSTOMER` workers beyond 12 (8 at the default 32 workers)."""
+    """Customers listed at once, each on a database connection of its own: one per
+    `REQUESTS_PER_CUSTOMER` workers, at least 3 (16 at the default 32 workers)."""
     return max(3, settings.workers // REQUESTS_PER_CUSTOMER)
 
 
