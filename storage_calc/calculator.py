@@ -268,7 +268,6 @@ class Listed:
     figures staged on `conn` (`staged` rows, one per registered asset)."""
 
     tally: Tally
-    assets: int
     conn: db.Connection
     staged: int
 
@@ -333,7 +332,7 @@ def finish_customer(job: Job, database: db.Database, pending: Pending) -> Custom
             pending.write_seconds = round(time.monotonic() - writing, 3)
             tally = listed.tally
             pending.result = CustomerResult(
-                pending.customer, Outcome.DONE, tally.objects, tally.bytes, listed.assets,
+                pending.customer, Outcome.DONE, tally.objects, tally.bytes, listed.staged,
                 tally.unattributed_objects, tally.unattributed_bytes, tally.space_orphans(),
                 changes, misfiled=pending.misfiled,
             )  # fmt: skip
@@ -420,7 +419,7 @@ def list_customer(job: Job, customer: int, spaces: Spaces, asset: AssetKey | Non
                 alone.merge(tally_asset(job, location, asset.id, registry))
             stager.add(alone.asset_rows())
             tally.merge(alone)
-            return Listed(tally, 1, conn, stager.finish())
+            return Listed(tally, conn, stager.finish())
         if spaces.only is None:
             prefixes = {
                 prefix: locations
@@ -432,8 +431,8 @@ def list_customer(job: Job, customer: int, spaces: Spaces, asset: AssetKey | Non
             prefixes = {space_prefix(customer, s): everywhere for s in sorted(spaces.only)}
         assets = db.stream_registry(conn, job.layout, customer, spaces)
         tasks = range_tasks(customer, assets, prefixes)
-        count = tally_slices(job, tasks, tally, stager)
-        return Listed(tally, count, conn, stager.finish())
+        tally_slices(job, tasks, tally, stager)
+        return Listed(tally, conn, stager.finish())
     except BaseException:
         give_back(job, conn)
         raise
@@ -495,16 +494,15 @@ def range_tasks(
         yield RangeTask(prefix, KeyRange(), {}, locations)
 
 
-def tally_slices(job: Job, tasks: Iterator[RangeTask], tally: Tally, stager: Stager) -> int:
+def tally_slices(job: Job, tasks: Iterator[RangeTask], tally: Tally, stager: Stager) -> None:
     """Lists the ranges of `tasks`, each location of a range as a task of the run's pool, with
     at most `ranges_in_flight` ranges at once; as each range ends, its assets' figures are
-    staged and its counts and orphans added to `tally`. Returns how many assets were staged.
+    staged and its counts and orphans added to `tally`.
 
     Memory is bounded by the ranges in flight, whatever the size of the customer or space."""
     limit = ranges_in_flight(job)
     ends = EmptyBeyond()
     in_flight: list[tuple[RangeTask, list[Future[Tally]]]] = []
-    assets = 0
 
     def ended(futures: list[Future[Tally]]) -> bool:
         """Every location of the range listed, or one failed."""
@@ -512,19 +510,18 @@ def tally_slices(job: Job, tasks: Iterator[RangeTask], tally: Tally, stager: Sta
 
     def settle() -> None:
         """Waits until a range ends, then stages every range that has."""
-        nonlocal assets
         while not any(ended(futures) for _, futures in in_flight):
             pending = [f for _, futures in in_flight for f in futures if not f.done()]
             wait(pending, return_when=FIRST_COMPLETED)
         for entry in list(in_flight):
             if ended(entry[1]):
                 in_flight.remove(entry)
-                assets += add_range(tally, stager, [f.result() for f in entry[1]])
+                add_range(tally, stager, [f.result() for f in entry[1]])
 
     try:
         for task in tasks:
             if not task.locations:
-                assets += add_range(tally, stager, [job.tally(task.assets)])
+                add_range(tally, stager, [job.tally(task.assets)])
                 continue
             while len(in_flight) >= limit:
                 settle()
@@ -536,19 +533,17 @@ def tally_slices(job: Job, tasks: Iterator[RangeTask], tally: Tally, stager: Sta
         for _, futures in in_flight:
             for future in futures:
                 future.cancel()
-    return assets
 
 
-def add_range(tally: Tally, stager: Stager, tallies: list[Tally]) -> int:
+def add_range(tally: Tally, stager: Stager, tallies: list[Tally]) -> None:
     """Stages the figures of a range's assets, summed over its locations, and adds its counts
-    and orphans to the customer's `tally`; returns how many assets it staged."""
+    and orphans to the customer's `tally`."""
     merged = tallies[0]
     for other in tallies[1:]:
         merged.merge(other)
     stager.add(merged.asset_rows())
     merged.sizes.clear()
     tally.merge(merged)
-    return len(merged.registry)
 
 
 def customers_in_flight(settings: Settings) -> int:

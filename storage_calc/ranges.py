@@ -45,10 +45,16 @@ class KeyRange:
         if self.upto is None:
             return ()
         head = self.upto.split("/", 1)[0]
-        names = [head[:i] for i in range(len(head)) if head[i] < "/"]
+        names = list(prefixes_before_low_characters(head))
         if head == self.upto:
             names.append(head)
         return tuple(name for name in names if self.holds(name))
+
+
+def prefixes_before_low_characters(name: str) -> Iterator[str]:
+    """The prefixes of `name` followed in it by a character below `/`: the names whose `/...`
+    keys sort after `name` in byte order (`foo` for `foo-2`)."""
+    return (name[:i] for i in range(len(name)) if name[i] < "/")
 
 
 @dataclass(frozen=True)
@@ -190,5 +196,4 @@ class EmptyBeyond:
             return True
         if key_range.upto is None or key_range.upto >= before:
             return False
-        sorting_after = [before[:i] for i in range(len(before)) if before[i] < "/"]
-        return not any(key_range.holds(name) for name in sorting_after)
+        return not any(key_range.holds(name) for name in prefixes_before_low_characters(before))
