@@ -454,6 +454,8 @@ def read_objects(s3: S3Client, report: Report, workdir: Path | None = None) -> I
     against the manifest before its rows are read; it is deleted once they are. Faults are
     InventoryErrors of one line: a missing data file, a size or checksum that differs from the
     manifest's, a malformed row (with the file and row number), a row of another bucket.
+    A fault inside a file can come after batches of the same report were given out, so a
+    caller must discard what it counted from a report whose reading fails.
     """
     require_pyarrow()
     reader = READERS[report.file_format]
