@@ -28,3 +28,7 @@ class ListingError(StorageCalcError):
 
 class Interrupted(StorageCalcError):
     """The run was asked to stop (SIGTERM or SIGINT); the customer in progress was rolled back."""
+
+
+class InventoryError(StorageCalcError):
+    """An S3 Inventory report is missing, incomplete, stale or malformed (exit 1)."""
