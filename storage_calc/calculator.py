@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
@@ -21,6 +22,7 @@ from storage_calc.errors import (
     NotFound,
     StorageCalcError,
 )
+from storage_calc.inventory_source import Inventory, opened, stage_customer
 from storage_calc.keys import customer_prefix, parse_int, space_prefix
 from storage_calc.listing import Page, S3Client, list_pages
 from storage_calc.model import (
@@ -32,6 +34,7 @@ from storage_calc.model import (
     Outcome,
     RunReport,
     Scope,
+    ScopeSums,
     Shard,
     Spaces,
 )
@@ -67,6 +70,8 @@ class Job:
     dry_run: bool
     stop: threading.Event = field(default_factory=threading.Event)
     progress: RunProgress = field(default_factory=RunProgress)
+    # The reports' sums, when the run reads inventories instead of listing.
+    inventory: Inventory | None = None
 
     def pages(
         self,
@@ -117,29 +122,35 @@ def run(
     try:
         layout = db.detect_layout(database.conn)
         check_scope(scope, layout)
-        started = db.server_now(database.conn)
-        shard_text = str(shard) if shard else None
-        run_id = None if dry_run else db.start_run(database.conn, started, str(scope), shard_text)
-        database.run_id = run_id
-        with structlog.contextvars.bound_contextvars(run_id=run_id):
-            with (
-                ThreadPoolExecutor(settings.workers, thread_name_prefix="list") as pool,
-                ThreadPoolExecutor(
-                    customers_in_flight(settings), thread_name_prefix="customer"
-                ) as flight,
-            ):
-                job = Job(
-                    settings, layout, s3, pool, flight, connections, dry_run,
-                    stop or threading.Event(), progress or RunProgress(),
+        with contextlib.ExitStack() as reports:
+            inventory = None
+            if settings.source == "inventory":
+                inventory = reports.enter_context(opened(settings, s3, layout))
+            started = db.server_now(database.conn)
+            shard_text = str(shard) if shard else None
+            run_id = (
+                None if dry_run else db.start_run(database.conn, started, str(scope), shard_text)
+            )
+            database.run_id = run_id
+            with structlog.contextvars.bound_contextvars(run_id=run_id):
+                with (
+                    ThreadPoolExecutor(settings.workers, thread_name_prefix="list") as pool,
+                    ThreadPoolExecutor(
+                        customers_in_flight(settings), thread_name_prefix="customer"
+                    ) as flight,
+                ):
+                    job = Job(
+                        settings, layout, s3, pool, flight, connections, dry_run,
+                        stop or threading.Event(), progress or RunProgress(), inventory,
+                    )  # fmt: skip
+                    results, outside, error = compute(job, database, scope, shard)
+                report = RunReport(
+                    scope, shard, dry_run, started, db.server_now(database.conn), tuple(results),
+                    outside.objects, outside.bytes, error, job.stop.is_set(), layout, run_id,
                 )  # fmt: skip
-                results, outside, error = compute(job, database, scope, shard)
-            report = RunReport(
-                scope, shard, dry_run, started, db.server_now(database.conn), tuple(results),
-                outside.objects, outside.bytes, error, job.stop.is_set(), layout, run_id,
-            )  # fmt: skip
-            if run_id is not None:
-                db.finish_run(database.conn, run_id, report)
-            log_summary(report)
+                if run_id is not None:
+                    db.finish_run(database.conn, run_id, report)
+                log_summary(report)
     finally:
         connections.close()
         database.close()
@@ -205,6 +216,15 @@ def resolve_customers(
     elif scope.customer is not None:
         only = None if scope.space is None else frozenset({scope.space})
         found = {scope.customer: Spaces(only=only)}
+    elif job.inventory is not None:
+        customers = set(db.all_customers(database.conn)) | job.inventory.sums.customers()
+        if shard is None:
+            outside.objects, outside.bytes = job.inventory.sums.outside()
+            outside.unattributed_objects, outside.unattributed_bytes = (
+                outside.objects,
+                outside.bytes,
+            )
+        found = plan(job, database, customers, shard)
     else:
         customers = set(db.all_customers(database.conn))
         others: list[Future[Tally]] = []
@@ -219,13 +239,19 @@ def resolve_customers(
                     others.append(job.pool.submit(tally_prefix, job, location, prefix))
         for future in others:
             outside.merge(future.result())
-        if shard is None:
-            found = {customer: Spaces() for customer in sorted(customers)}
-        else:
-            weights = db.asset_counts(database.conn, job.layout)
-            found = shard_spaces(weights, customers, shard)
+        found = plan(job, database, customers, shard)
     job.progress.customers_found(len(found))
     return found
+
+
+def plan(
+    job: Job, database: db.Database, customers: set[int], shard: Shard | None
+) -> dict[int, Spaces]:
+    """Every customer with all its spaces, or the share of `shard`."""
+    if shard is None:
+        return {customer: Spaces() for customer in sorted(customers)}
+    weights = db.asset_counts(database.conn, job.layout)
+    return shard_spaces(weights, customers, shard)
 
 
 def compute_customers(
@@ -264,10 +290,10 @@ class Pending:
 
 @dataclass(frozen=True)
 class Listed:
-    """A customer listed: its objects summed in `tally` (counts and orphans), its per-asset
-    figures staged on `conn` (`staged` rows, one per registered asset)."""
+    """A customer listed (or read from the inventory): what its objects add up to (`sums`),
+    its per-asset figures staged on `conn` (`staged` rows, one per registered asset)."""
 
-    tally: Tally
+    sums: ScopeSums
     conn: db.Connection
     staged: int
 
@@ -290,7 +316,7 @@ def start_customer(
         return pending
     try:
         conn = database.conn
-        pending.checked = db.server_now(conn)
+        pending.checked = job.inventory.checked if job.inventory else db.server_now(conn)
         pending.misfiled = db.misfiled(conn, job.layout, customer, spaces, pending.asset_id)
         if pending.misfiled.count:
             log.warning(
@@ -330,10 +356,10 @@ def finish_customer(job: Job, database: db.Database, pending: Pending) -> Custom
                 listed.staged, pending.checked, job.dry_run, lock_holder=holder,
             )  # fmt: skip
             pending.write_seconds = round(time.monotonic() - writing, 3)
-            tally = listed.tally
+            sums = listed.sums
             pending.result = CustomerResult(
-                pending.customer, Outcome.DONE, tally.objects, tally.bytes, listed.staged,
-                tally.unattributed_objects, tally.unattributed_bytes, tally.space_orphans(),
+                pending.customer, Outcome.DONE, sums.objects, sums.bytes, listed.staged,
+                sums.unattributed_objects, sums.unattributed_bytes, sums.orphans,
                 changes, misfiled=pending.misfiled,
             )  # fmt: skip
             release(database, pending.customer)
@@ -403,13 +429,20 @@ def release(database: db.Database, customer: int) -> None:
 
 def list_customer(job: Job, customer: int, spaces: Spaces, asset: AssetKey | None) -> Listed:
     """Lists a customer's `spaces` (or `asset`) in every location and stages its per-asset
-    figures on a connection of its own, a slice of its registry at a time (`tally_slices`).
+    figures on a connection of its own, a slice of its registry at a time (`tally_slices`);
+    with an inventory, stages them from the reports' sums instead.
 
     Where the run computes every space of the customer but some (`spaces.only` is None), the
     customer's prefix is listed first to find them; `spaces.only` are listed directly."""
     conn = job.connections.take()
     try:
         db.start_staging(conn)
+        if job.inventory is not None:
+            asset_id = asset.id if asset else None
+            sums, staged = stage_customer(
+                job.inventory, conn, job.layout, customer, spaces, asset_id
+            )
+            return Listed(sums, conn, staged)
         tally = job.tally({})
         stager = Stager(conn)
         if asset is not None:
@@ -419,7 +452,7 @@ def list_customer(job: Job, customer: int, spaces: Spaces, asset: AssetKey | Non
                 alone.merge(tally_asset(job, location, asset.id, registry))
             stager.add(alone.asset_rows())
             tally.merge(alone)
-            return Listed(tally, conn, stager.finish())
+            return Listed(tally.sums(), conn, stager.finish())
         if spaces.only is None:
             prefixes = {
                 prefix: locations
@@ -432,7 +465,7 @@ def list_customer(job: Job, customer: int, spaces: Spaces, asset: AssetKey | Non
         assets = db.stream_registry(conn, job.layout, customer, spaces)
         tasks = range_tasks(customer, assets, prefixes)
         tally_slices(job, tasks, tally, stager)
-        return Listed(tally, conn, stager.finish())
+        return Listed(tally.sums(), conn, stager.finish())
     except BaseException:
         give_back(job, conn)
         raise

@@ -8,7 +8,7 @@ from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
 from storage_calc.errors import ConfigError
-from storage_calc.model import Location, LocationKind, Shard
+from storage_calc.model import Destination, Location, LocationKind, Shard
 
 DEFAULT_STORAGE_BUCKET = "dlcs-storage"
 DEFAULT_THUMBS_BUCKET = "dlcs-thumbs"
@@ -20,6 +20,9 @@ DEFAULT_WORKERS = 32
 DEFAULT_CRON = "0 2 * * *"
 DEFAULT_TIMEZONE = "UTC"
 DEFAULT_QUOTA_MARGIN = Decimal(90)
+# Reports are written daily or weekly; figures from a report older than this are refused.
+DEFAULT_MAX_INVENTORY_AGE = timedelta(hours=48)
+SOURCES = ("listing", "inventory")
 
 # S3's rules for bucket names: 3 to 63 lowercase letters, digits, dots and hyphens.
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -29,7 +32,8 @@ _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 class Settings:
     """Everything a run needs besides its scope, built once per command from its options:
     the database's URL (the embedded server's when none is configured), where the objects
-    are, the resources' base URL, the listing concurrency and the quota margin."""
+    are and how they are read, the resources' base URL, the listing concurrency and the quota
+    margin."""
 
     database_url: str
     locations: tuple[Location, ...] = (
@@ -39,6 +43,12 @@ class Settings:
     api_base_url: str = DEFAULT_API_BASE_URL
     workers: int = DEFAULT_WORKERS
     quota_margin: Decimal = DEFAULT_QUOTA_MARGIN
+    # Where the objects are read from: "listing" (ListObjectsV2) or "inventory" (the newest
+    # S3 Inventory report of each location's bucket, at these destinations).
+    source: str = "listing"
+    storage_inventory: Destination | None = None
+    thumbs_inventory: Destination | None = None
+    max_inventory_age: timedelta = DEFAULT_MAX_INVENTORY_AGE
 
 
 def parse_location(text: str, kind: LocationKind) -> Location:
@@ -54,6 +64,31 @@ def parse_location(text: str, kind: LocationKind) -> Location:
     if prefix.startswith("/") or "//" in prefix:
         raise ConfigError(f"{text!r} has an empty segment in its prefix")
     return Location(bucket, prefix, kind)
+
+
+def parse_destination(url: str) -> Destination:
+    """`s3://bucket/[prefix/]{source-bucket}/{config-id}/` as a Destination; a ConfigError
+    saying what is wrong with anything else."""
+    rest = url.removeprefix("s3://")
+    bucket, _, path = rest.partition("/")
+    parts = path.rstrip("/").split("/") if path.strip("/") else []
+    problem = _destination_problem(url, bucket, parts)
+    if problem:
+        raise ConfigError(f"inventory destination {url!r} {problem}")
+    return Destination(bucket, "/".join(parts) + "/", parts[-2], parts[-1])
+
+
+def _destination_problem(url: str, bucket: str, parts: list[str]) -> str | None:
+    """Why `url` is not a destination, or None."""
+    if not url.startswith("s3://"):
+        return "is not an s3:// URL (s3://bucket/prefix/source-bucket/config-id/)"
+    if not _BUCKET_NAME.fullmatch(bucket):
+        return f"does not start with a bucket name (found {bucket!r})"
+    if len(parts) < 2 or not all(parts):
+        return "must end with /source-bucket/config-id/ (the folder AWS writes the reports in)"
+    if not _BUCKET_NAME.fullmatch(parts[-2]):
+        return f"names {parts[-2]!r} as the source bucket, which is not a bucket name"
+    return None
 
 
 def parse_shard(text: str) -> Shard:

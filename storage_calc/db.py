@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
@@ -55,6 +56,9 @@ PLATFORM_SCHEMAS = {"seed": SEED, "current": CURRENT}
 
 # Registered assets fetched per round trip while a customer's registry is streamed.
 REGISTRY_BATCH = 10_000
+
+# Bytes per write of a file copied into PostgreSQL.
+COPY_CHUNK = 1 << 20
 
 STATEMENT_TIMEOUT_MS = 15 * 60 * 1000
 CONNECT_TIMEOUT_S = 10
@@ -370,6 +374,25 @@ def stream_registry(
         yield from cursor
 
 
+def export_registry(
+    conn: Connection, layout: Layout, customer: int, spaces: Spaces, asset: str | None, path: Path
+) -> None:
+    """Writes the registered assets of a scope (as `read_registry`) to `path` as CSV (id,
+    space), streamed: no row is held in memory."""
+    statement = f"COPY ({query('registry').rstrip(';')}) TO STDOUT (FORMAT csv)"
+    params = {
+        "customer": customer, "asset": asset, "first_space": layout.first_space,
+        **spaces_params(spaces),
+    }  # fmt: skip
+    with (
+        translated(f"reading the assets of customer {customer} failed"),
+        path.open("wb") as out,
+        conn.cursor().copy(statement, params) as copy,
+    ):
+        for chunk in copy:
+            out.write(chunk)
+
+
 def misfiled(
     conn: Connection,
     layout: Layout,
@@ -473,6 +496,20 @@ def stage_figures(conn: Connection, asset_rows: Iterable[tuple[str, int, int, in
             copy.write_row(row)
             staged += 1
     return staged
+
+
+def stage_csv(conn: Connection, path: Path) -> int:
+    """Copies the CSV file `path` of (id, space, size, thumbnail size, adjunct size) rows into
+    the staging table; returns how many."""
+    with (
+        translated("staging figures failed"),
+        path.open("rb") as source,
+        conn.cursor() as cursor,
+    ):
+        with cursor.copy(queries()["copy_figures_csv"]) as copy:
+            while chunk := source.read(COPY_CHUNK):
+                copy.write(chunk)
+        return cursor.rowcount
 
 
 def write_staged(

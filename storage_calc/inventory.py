@@ -30,8 +30,8 @@ storage-inventory-location.md, storage-inventory-athena-query.md):
   real reports found it is the form encoding of S3's event notifications (whose page says
   "red flower.jpg" becomes "red+flower.jpg") and of ListObjectsV2 with `EncodingType=url`: a
   space is `+` and a `+` is `%2B` (cloud-custodian issue 1997, whose inventory reader moved to
-  `unquote_plus` for that). So CSV keys are decoded with `urllib.parse.unquote_plus`, which
-  also reads `%20` as a space: `unquote` would turn every space into a `+`.
+  `unquote_plus` for that). So CSV keys are decoded as `urllib.parse.unquote_plus` would:
+  every `+` a space, then every `%XX` its byte (see `storage_calc.inventory_sums`).
 
 Decisions:
 
@@ -42,29 +42,13 @@ Decisions:
   AWS wrote, and figures computed from yesterday's report instead would hide that.
 - Data files are read from the bucket the manifest was found in (a replicated destination
   keeps the keys), not from `destinationBucket`.
-- Each data file is downloaded to a temporary file while its MD5 and size are computed, and
-  checked against the manifest before any of its rows is given out: a caller never counts rows
-  of a file that turns out to be corrupt. Then its rows are read in batches of at most
-  `BATCH_ROWS` (Parquet row groups, ORC stripes, CSV blocks), so memory stays bounded by one
-  row group or stripe whatever the size of the file; the disk holds one data file at a time.
+- Every data file is downloaded into a local directory while its MD5 and size are computed,
+  and checked against the manifest before any of its rows is read: no figure is ever computed
+  from a file that turns out to be corrupt. The disk holds the whole report (about 10 bytes per
+  object in Parquet) while it is read.
 - An `MD5checksum` that is not 32 hex digits (the ETag of a multipart upload has the form
   `hex-parts`) cannot be compared with the MD5 of the bytes, so it is compared with the
   object's ETag instead.
-
-The library: pyarrow, the optional `inventory` extra (`pip install 'storage-calc[inventory]'`),
-imported only inside the functions that read data files, so the listing path never loads it.
-Measured on 2 shared cores, streaming (key, size) of a 3,000,000-row Parquet file (41 MB,
-Snappy, row groups of 250,000 rows, keys like `12/5/asset-0001234/original`) into Python
-lists, batches of 65,536 rows, each figure the range of a few runs:
-
-- pyarrow `ParquetFile.iter_batches(use_threads=False)` + `to_pylist`: 4.8-5.5 M rows/s,
-  peak RSS 164-165 MiB (181-198 MiB with its threads);
-- DuckDB `read_parquet` + `fetchmany`: 1.9-2.1 M rows/s, peak RSS 161-172 MiB;
-- DuckDB through its Arrow reader: 5.0-5.4 M rows/s, 192 MiB, and it needs pyarrow anyway.
-
-pyarrow is as fast as the fastest DuckDB path without a second library, reads ORC (DuckDB has
-no ORC reader) and gzip CSV with absolute row numbers for bad rows, and is what writes the
-test reports. Reading runs on one thread: the machine's cores belong to the listing workers.
 """
 
 from __future__ import annotations
@@ -72,51 +56,30 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote_plus
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from storage_calc.errors import ConfigError, InventoryError, ListingError
+from storage_calc.errors import InventoryError, ListingError
 from storage_calc.listing import S3Client, call_s3, list_pages
+from storage_calc.model import Destination
 
-MISSING_LIBRARY = "the inventory source needs: pip install 'storage-calc[inventory]'"
-
-# Rows per Batch: large enough that per-batch costs vanish, small enough to bound memory.
-BATCH_ROWS = 65_536
 # Bytes per read while downloading a data file.
 CHUNK = 1 << 20
-DEFAULT_MAX_AGE = timedelta(hours=48)
+# Data files downloaded at once: a report of billions of objects has hundreds of them.
+DOWNLOADS = 4
 
 FORMATS = {"csv": "CSV", "orc": "ORC", "parquet": "Parquet"}
-# The columns a Batch is made of; any other column is never read.
-COLUMNS = ("bucket", "key", "version_id", "is_latest", "is_delete_marker", "size", "storage_class")
 REQUIRED = ("bucket", "key", "size")
 # Report folders are named for the time their scan began; `data/` and `hive/` are not reports.
 FOLDER = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}-\d{2}Z")
-BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 MD5_HEX = re.compile(r"[0-9a-f]{32}")
 MISSING_CODES = ("NoSuchKey", "404", "NotFound")
-
-
-@dataclass(frozen=True)
-class Destination:
-    """Where an inventory configuration writes its reports: `s3://bucket/prefix/source/config/`."""
-
-    bucket: str
-    prefix: str  # ends with `{source_bucket}/{config_id}/`
-    source_bucket: str
-    config_id: str
-
-    @property
-    def url(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}"
 
 
 @dataclass(frozen=True)
@@ -144,54 +107,6 @@ class Report:
     @property
     def manifest_url(self) -> str:
         return f"s3://{self.bucket}/{self.folder}manifest.json"
-
-
-@dataclass(frozen=True)
-class Batch:
-    """Rows of one data file in columns: the i-th entry of each list is the i-th row.
-
-    Fields a report does not have are filled as a report of current versions means them: every
-    row is the latest version, none is a delete marker, with no version id or storage class.
-    """
-
-    file: str
-    keys: list[str]
-    sizes: list[int]
-    is_latest: list[bool]
-    is_delete_marker: list[bool]
-    version_ids: list[str | None]
-    storage_classes: list[str | None]
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-
-# --- the destination ---------------------------------------------------------------------
-
-
-def parse_destination(url: str) -> Destination:
-    """`s3://bucket/[prefix/]{source-bucket}/{config-id}/` as a Destination; a ConfigError
-    saying what is wrong with anything else."""
-    rest = url.removeprefix("s3://")
-    bucket, _, path = rest.partition("/")
-    parts = path.rstrip("/").split("/") if path.strip("/") else []
-    problem = destination_problem(url, bucket, parts)
-    if problem:
-        raise ConfigError(f"inventory destination {url!r} {problem}")
-    return Destination(bucket, "/".join(parts) + "/", parts[-2], parts[-1])
-
-
-def destination_problem(url: str, bucket: str, parts: list[str]) -> str | None:
-    """Why `url` is not a destination, or None."""
-    if not url.startswith("s3://"):
-        return "is not an s3:// URL (s3://bucket/prefix/source-bucket/config-id/)"
-    if not BUCKET_NAME.fullmatch(bucket):
-        return f"does not start with a bucket name (found {bucket!r})"
-    if len(parts) < 2 or not all(parts):
-        return "must end with /source-bucket/config-id/ (the folder AWS writes the reports in)"
-    if not BUCKET_NAME.fullmatch(parts[-2]):
-        return f"names {parts[-2]!r} as the source bucket, which is not a bucket name"
-    return None
 
 
 # --- the newest complete report ----------------------------------------------------------
@@ -351,9 +266,7 @@ def parse_files(entries: list[Any], where: str) -> tuple[DataFile, ...]:
     return tuple(files)
 
 
-def check_age(
-    report: Report, max_age: timedelta = DEFAULT_MAX_AGE, now: datetime | None = None
-) -> None:
+def check_age(report: Report, max_age: timedelta, now: datetime | None = None) -> None:
     """An InventoryError if `report` was created more than `max_age` before `now` (the current
     time by default): figures from it would be that old."""
     now = now or datetime.now(UTC)
@@ -444,240 +357,15 @@ def check_download(data_file: DataFile, where: str, size: int, md5: str, etag: s
         )
 
 
-# --- the rows ----------------------------------------------------------------------------
+def download_report(s3: S3Client, report: Report, directory: Path) -> tuple[Path, ...]:
+    """Downloads every data file of `report` into `directory`, each checked against the
+    manifest, a few at once; returns their paths in the manifest's order."""
 
+    def fetch(numbered: tuple[int, DataFile]) -> Path:
+        number, data_file = numbered
+        path = directory / f"{number:05d}.{report.file_format.lower()}"
+        download(s3, report.bucket, data_file, path)
+        return path
 
-def read_objects(s3: S3Client, report: Report, workdir: Path | None = None) -> Iterator[Batch]:
-    """The rows of every data file of `report`, in batches of at most BATCH_ROWS.
-
-    Each file is downloaded into a temporary directory (under `workdir` if given) and checked
-    against the manifest before its rows are read; it is deleted once they are. Faults are
-    InventoryErrors of one line: a missing data file, a size or checksum that differs from the
-    manifest's, a malformed row (with the file and row number), a row of another bucket.
-    A fault inside a file can come after batches of the same report were given out, so a
-    caller must discard what it counted from a report whose reading fails.
-    """
-    require_pyarrow()
-    reader = READERS[report.file_format]
-    with tempfile.TemporaryDirectory(prefix="storage-calc-inventory-", dir=workdir) as tmp:
-        path = Path(tmp) / "data"
-        for data_file in report.files:
-            download(s3, report.bucket, data_file, path)
-            rows = FileRows(report, data_file.key, f"s3://{report.bucket}/{data_file.key}")
-            yield from reader(path, rows)
-            path.unlink()
-
-
-def require_pyarrow() -> None:
-    """Imports pyarrow, the `inventory` extra, or says how to install it."""
-    try:
-        import pyarrow  # noqa: F401  # only imported here and below, never by the listing path
-    except ImportError as exc:
-        raise InventoryError(MISSING_LIBRARY) from exc
-
-
-@dataclass
-class FileRows:
-    """Turns the record batches of one data file into Batches, counting its rows."""
-
-    report: Report
-    key: str
-    where: str
-    done: int = 0  # rows of the file before the next record batch
-
-    def malformed(self, index: int, what: str) -> InventoryError:
-        return InventoryError(
-            f"inventory data file {self.where}, row {self.done + index + 1}: {what}"
-        )
-
-    def wanted(self, available: list[str]) -> list[str]:
-        """The columns to read, of those the file has; an error if it lacks a required one."""
-        missing = [name for name in REQUIRED if name not in available]
-        if missing:
-            raise InventoryError(
-                f"inventory data file {self.where} has no column {', '.join(missing)} "
-                f"(its columns: {', '.join(available)})"
-            )
-        return [name for name in COLUMNS if name in available]
-
-    def batch(self, columns: dict[str, Any], keys: list[str]) -> Batch:
-        """A Batch of `columns` (pyarrow arrays by name) with the keys already decoded."""
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        rows = len(keys)
-        self.check_bucket(columns["bucket"])
-        is_delete_marker = bool_column(columns.get("is_delete_marker"), False, rows)
-        sizes = columns["size"].cast(pa.int64())
-        if sizes.null_count or (rows and pc.min(sizes).as_py() < 0):
-            self.check_sizes(sizes, is_delete_marker)
-        batch = Batch(
-            file=self.key,
-            keys=keys,
-            sizes=pc.fill_null(sizes, 0).to_pylist(),
-            is_latest=bool_column(columns.get("is_latest"), True, rows),
-            is_delete_marker=is_delete_marker,
-            version_ids=text_column(columns.get("version_id"), rows),
-            storage_classes=text_column(columns.get("storage_class"), rows),
-        )
-        self.done += rows
-        return batch
-
-    def check_bucket(self, buckets: Any) -> None:
-        import pyarrow.compute as pc
-
-        other = pc.invert(pc.fill_null(pc.equal(buckets, self.report.source_bucket), False))
-        if pc.any(other).as_py():
-            index = pc.index(other, True).as_py()
-            raise self.malformed(
-                index,
-                f"an object of bucket {buckets[index].as_py()!r}, not of "
-                f"{self.report.source_bucket!r}",
-            )
-
-    def check_sizes(self, sizes: Any, is_delete_marker: list[bool]) -> None:
-        """Only a delete marker may lack a size, and no size is negative."""
-        for index, size in enumerate(sizes.to_pylist()):
-            if (size is None and not is_delete_marker[index]) or (size is not None and size < 0):
-                raise self.malformed(index, f"size {size!r} is not a number of bytes")
-
-    def check_keys(self, keys: Any) -> None:
-        if keys.null_count:
-            raise self.malformed(keys.to_pylist().index(None), "the key is empty")
-
-
-def bool_column(values: Any, default: bool, rows: int) -> list[bool]:
-    """A boolean column, `default` where the report or the row has no value."""
-    if values is None:
-        return [default] * rows
-    import pyarrow.compute as pc
-
-    return pc.fill_null(values, default).to_pylist()  # type: ignore[no-any-return]  # pyarrow is untyped
-
-
-def text_column(values: Any, rows: int) -> list[str | None]:
-    """A text column, None where the report or the row has no value or an empty one."""
-    if values is None:
-        return [None] * rows
-    return [value or None for value in values.to_pylist()]
-
-
-def read_parquet(path: Path, rows: FileRows) -> Iterator[Batch]:
-    """Row group by row group, only the columns a Batch needs."""
-    import pyarrow.parquet as pq
-
-    with arrow_errors(rows.where):
-        parquet = pq.ParquetFile(path)
-        names = rows.wanted(parquet.schema_arrow.names)
-        batches = parquet.iter_batches(batch_size=BATCH_ROWS, columns=names, use_threads=False)
-        for record_batch in batches:
-            yield typed_batch(record_batch, rows)
-
-
-def read_orc(path: Path, rows: FileRows) -> Iterator[Batch]:
-    """Stripe by stripe, cut into batches of BATCH_ROWS."""
-    import pyarrow.orc as orc
-
-    with arrow_errors(rows.where):
-        orc_file = orc.ORCFile(path)
-        names = rows.wanted(orc_file.schema.names)
-        for stripe in range(orc_file.nstripes):
-            record_batch = orc_file.read_stripe(stripe, columns=names)
-            for start in range(0, record_batch.num_rows, BATCH_ROWS):
-                yield typed_batch(record_batch.slice(start, BATCH_ROWS), rows)
-
-
-def typed_batch(record_batch: Any, rows: FileRows) -> Batch:
-    """A Batch from the typed columns of ORC and Parquet, whose keys are not encoded."""
-    columns = {name: record_batch.column(name) for name in record_batch.schema.names}
-    rows.check_keys(columns["key"])
-    return rows.batch(columns, columns["key"].to_pylist())
-
-
-def read_csv(path: Path, rows: FileRows) -> Iterator[Batch]:
-    """Block by block of the gzip CSV, every column read as text and then checked here, so a
-    bad value is named with its row."""
-    import pyarrow as pa
-    import pyarrow.csv as csv
-
-    names = list(rows.report.fields)
-    wanted = rows.wanted(names)
-    bad_rows: list[int] = []
-
-    def invalid_row(row: Any) -> str:
-        bad_rows.append(row.number)
-        return "error"
-
-    with arrow_errors(rows.where, bad_rows):
-        reader = csv.open_csv(
-            pa.input_stream(str(path), compression="gzip"),
-            read_options=csv.ReadOptions(column_names=names, use_threads=False, block_size=CHUNK),
-            parse_options=csv.ParseOptions(invalid_row_handler=invalid_row),
-            convert_options=csv.ConvertOptions(
-                column_types={name: pa.string() for name in names},
-                include_columns=wanted,
-                strings_can_be_null=False,
-            ),
-        )
-        for record_batch in reader:
-            for start in range(0, record_batch.num_rows, BATCH_ROWS):
-                yield csv_batch(record_batch.slice(start, BATCH_ROWS), rows)
-
-
-def csv_batch(record_batch: Any, rows: FileRows) -> Batch:
-    """A Batch from CSV text: sizes and flags checked and typed, keys URL-decoded."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    columns = {name: record_batch.column(name) for name in record_batch.schema.names}
-    sizes = columns["size"]
-    # An empty size is a delete marker's (checked with the flags); anything else must be digits.
-    bad = pc.and_(pc.invert(pc.ascii_is_decimal(sizes)), pc.not_equal(sizes, ""))
-    if pc.any(bad).as_py():
-        index = pc.index(bad, True).as_py()
-        raise rows.malformed(index, f"size {sizes[index].as_py()!r} is not a number of bytes")
-    columns["size"] = pc.if_else(pc.equal(sizes, ""), None, sizes).cast(pa.int64())
-    for name in ("is_latest", "is_delete_marker"):
-        if name in columns:
-            columns[name] = csv_flags(columns[name], name, rows)
-    keys = [unquote_plus(key) for key in columns["key"].to_pylist()]
-    if "" in keys:
-        raise rows.malformed(keys.index(""), "the key is empty")
-    return rows.batch(columns, keys)
-
-
-def csv_flags(values: Any, name: str, rows: FileRows) -> Any:
-    """`true`/`false` (any case) as booleans, empty as unknown; anything else is malformed."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    lower = pc.utf8_lower(values)
-    known = pc.is_in(lower, value_set=pa.array(["true", "false", ""]))
-    if not pc.all(known).as_py():
-        index = pc.index(known, False).as_py()
-        raise rows.malformed(index, f"{name} {values[index].as_py()!r} is not true or false")
-    return pc.if_else(pc.equal(lower, ""), None, pc.equal(lower, "true"))
-
-
-@contextmanager
-def arrow_errors(where: str, bad_rows: list[int] | None = None) -> Iterator[None]:
-    """Turns pyarrow's errors about a data file into one InventoryError naming the file, and
-    the row where the CSV reader's invalid-row handler recorded one."""
-    import pyarrow as pa
-
-    try:
-        yield
-    except (pa.ArrowException, OSError) as exc:
-        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if bad_rows:
-            raise InventoryError(
-                f"inventory data file {where}, row {bad_rows[0]}: {first_line}"
-            ) from exc
-        raise InventoryError(f"inventory data file {where} is unreadable: {first_line}") from exc
-
-
-READERS: dict[str, Callable[[Path, FileRows], Iterator[Batch]]] = {
-    "CSV": read_csv,
-    "ORC": read_orc,
-    "Parquet": read_parquet,
-}
+    with ThreadPoolExecutor(DOWNLOADS, thread_name_prefix="inventory") as pool:
+        return tuple(pool.map(fetch, enumerate(report.files)))

@@ -82,6 +82,21 @@ class Spaces:
 
 
 @dataclass(frozen=True)
+class Destination:
+    """Where an S3 Inventory configuration writes its reports:
+    `s3://bucket/prefix/{source_bucket}/{config_id}/`."""
+
+    bucket: str
+    prefix: str  # ends with `{source_bucket}/{config_id}/`
+    source_bucket: str
+    config_id: str
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+
+@dataclass(frozen=True)
 class Shard:
     """Shard `index` of `count`: its spaces are drawn by `storage_calc.shards`."""
 
@@ -196,6 +211,18 @@ class SpaceOrphans:
     bytes: int
     assets: int
     examples: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ScopeSums:
+    """What the objects of a customer's scope add up to, besides its per-asset figures: all
+    of them, the unattributed ones, and the orphans of each space."""
+
+    objects: int
+    bytes: int
+    unattributed_objects: int
+    unattributed_bytes: int
+    orphans: tuple[SpaceOrphans, ...]
 
 
 class Outcome(enum.Enum):

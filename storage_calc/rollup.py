@@ -7,12 +7,11 @@ never with the objects listed.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from storage_calc.keys import is_adjunct, owner_id
-from storage_calc.model import LocationKind, SpaceOrphans
+from storage_calc.model import LocationKind, ScopeSums, SpaceOrphans
 
 ORPHAN_EXAMPLES = 5
 # Distinct orphan asset ids are counted exactly up to this many per space, so that millions of
@@ -22,16 +21,36 @@ ORPHAN_ASSETS_COUNTED = 100_000
 
 @dataclass
 class OrphanTally:
+    """The orphans of one space. `examples` maps the orphan assets whose first keys come first
+    (at most ORPHAN_EXAMPLES) to their first key, as an s3:// URL, so that the examples name
+    different assets and do not depend on listing order."""
+
     objects: int = 0
     bytes: int = 0
     assets: set[str] = field(default_factory=set)
-    examples: list[str] = field(default_factory=list)
+    examples: dict[str, str] = field(default_factory=dict)
+
+    def note_example(self, asset_id: str, location: str) -> None:
+        examples = self.examples
+        known = examples.get(asset_id)
+        if known is not None:
+            examples[asset_id] = min(known, location)
+        elif len(examples) < ORPHAN_EXAMPLES:
+            examples[asset_id] = location
+        else:
+            # An asset left out has a first key after those of the assets kept, which only
+            # ever come earlier: only a key of its own that comes earlier brings it back.
+            last = max(examples, key=examples.__getitem__)
+            if location < examples[last]:
+                del examples[last]
+                examples[asset_id] = location
 
     def merge(self, other: OrphanTally) -> None:
         self.objects += other.objects
         self.bytes += other.bytes
         self.assets |= other.assets
-        self.examples = sorted(set(self.examples) | set(other.examples))[:ORPHAN_EXAMPLES]
+        for asset_id, location in other.examples.items():
+            self.note_example(asset_id, location)
 
 
 @dataclass
@@ -85,13 +104,7 @@ class Tally:
         orphan.bytes += size
         if len(orphan.assets) < ORPHAN_ASSETS_COUNTED:
             orphan.assets.add(asset_id)
-        # The first keys in sort order, so the examples do not depend on listing order.
-        examples = orphan.examples
-        if location not in examples and (
-            len(examples) < ORPHAN_EXAMPLES or location < examples[-1]
-        ):
-            bisect.insort(examples, location)
-            del examples[ORPHAN_EXAMPLES:]
+        orphan.note_example(asset_id, location)
 
     def merge(self, other: Tally) -> None:
         self.objects += other.objects
@@ -120,7 +133,16 @@ class Tally:
                 o.objects,
                 o.bytes,
                 min(len(o.assets), ORPHAN_ASSETS_COUNTED),
-                tuple(o.examples),
+                tuple(sorted(o.examples.values())),
             )
             for (c, s), o in sorted(self.orphans.items())
+        )
+
+    def sums(self) -> ScopeSums:
+        return ScopeSums(
+            self.objects,
+            self.bytes,
+            self.unattributed_objects,
+            self.unattributed_bytes,
+            self.space_orphans(),
         )

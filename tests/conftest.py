@@ -35,6 +35,7 @@ for name in list(os.environ):
 
 STORAGE = "dlcs-storage"
 THUMBS = "dlcs-thumbs"
+INVENTORY = "dlcs-inventory"
 
 
 @pytest.fixture(scope="session")
@@ -146,6 +147,13 @@ def s3(aws_env: None) -> Iterator[S3Client]:
         client.create_bucket(Bucket=STORAGE)
         client.create_bucket(Bucket=THUMBS)
         yield client
+
+
+@pytest.fixture
+def inventory_s3(s3: S3Client) -> S3Client:
+    """moto's S3 with both buckets and the bucket their inventory reports are written to."""
+    s3.create_bucket(Bucket=INVENTORY)
+    return s3
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from storage_calc.cli.options import (
     s3_options,
     settings_from,
     shard_options,
+    source_options,
 )
 from storage_calc.config import DEFAULT_CRON, DEFAULT_TIMEZONE, indexed_shard, parse_base_url
 from storage_calc.listing import make_s3_client
@@ -58,6 +59,7 @@ from storage_calc.stopping import stop_on_signals
 @quota_option
 @database_option
 @s3_options
+@source_options
 def run_command(
     customer: int | None,
     space: int | None,
@@ -180,6 +182,7 @@ def exit_with(report: RunReport) -> None:
 @quota_option
 @database_option
 @s3_options
+@source_options
 def schedule_command(
     cron: str,
     timezone: str,

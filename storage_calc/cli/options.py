@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -14,12 +15,16 @@ import click
 from storage_calc import db, embedded
 from storage_calc.config import (
     DEFAULT_API_BASE_URL,
+    DEFAULT_MAX_INVENTORY_AGE,
     DEFAULT_QUOTA_MARGIN,
     DEFAULT_STORAGE_BUCKET,
     DEFAULT_THUMBS_BUCKET,
     DEFAULT_WORKERS,
+    SOURCES,
     Settings,
+    parse_age,
     parse_base_url,
+    parse_destination,
     parse_location,
     parse_margin,
     parse_shard,
@@ -152,6 +157,38 @@ s3_options = together(
         help="Listing requests in flight at once (key ranges of spaces, in every bucket).",
     ),
 )
+source_options = together(
+    option(
+        "--source",
+        type=click.Choice(SOURCES),
+        default="listing",
+        show_default=True,
+        help="Read the buckets' objects by listing them, or from their newest S3 Inventory "
+        "reports (needs the inventory extra: pip install 'storage-calc[inventory]').",
+    ),
+    option(
+        "--storage-inventory",
+        metavar="S3_URL",
+        type=ParsedParam("S3_URL", parse_destination),
+        help="With --source inventory: the inventory destination of --storage-bucket, "
+        "s3://BUCKET/PREFIX/SOURCE-BUCKET/CONFIG-ID/.",
+    ),
+    option(
+        "--thumbs-inventory",
+        metavar="S3_URL",
+        type=ParsedParam("S3_URL", parse_destination),
+        help="With --source inventory: the inventory destination of --thumbs-bucket.",
+    ),
+    option(
+        "--max-inventory-age",
+        default="48h",
+        show_default=True,
+        metavar="AGE",
+        type=ParsedParam("AGE", parse_age),
+        help="With --source inventory: refuse a report created longer ago than this "
+        "(such as 48h or 7d); LastChecked is the report's creation time.",
+    ),
+)
 shard_options = together(
     command_line_option(
         "--shard",
@@ -194,13 +231,17 @@ def settings_from(params: dict[str, Any]) -> Settings:
     locations = tuple(params[k] for k in ("storage_bucket", "thumbs_bucket") if k in params)
     with reported():
         url = params.get("database_url") or embedded.start()
-    return Settings(
+    settings = Settings(
         database_url=url,
-        **({"locations": locations} if locations else {}),
         api_base_url=params.get("api_base_url", DEFAULT_API_BASE_URL),
         workers=params.get("workers", DEFAULT_WORKERS),
         quota_margin=params.get("quota_margin", DEFAULT_QUOTA_MARGIN),
+        source=params.get("source", "listing"),
+        storage_inventory=params.get("storage_inventory"),
+        thumbs_inventory=params.get("thumbs_inventory"),
+        max_inventory_age=params.get("max_inventory_age", DEFAULT_MAX_INVENTORY_AGE),
     )
+    return replace(settings, locations=locations) if locations else settings
 
 
 @contextlib.contextmanager

@@ -208,6 +208,11 @@ TRUNCATE storage_calc_figures;
 COPY storage_calc_figures ("Id", "Space", "Size", "ThumbnailSize", "AdjunctSize")
 FROM STDIN (FORMAT BINARY);
 
+-- name: copy_figures_csv
+-- Streams the per-asset figures of an inventory into the staging table, as DuckDB wrote them.
+COPY storage_calc_figures ("Id", "Space", "Size", "ThumbnailSize", "AdjunctSize")
+FROM STDIN (FORMAT csv);
+
 -- name: write_settings
 -- Planner settings for the rest of the write's transaction, whose statements join a customer's
 -- rows, up to millions, with tables that the same transaction (or a recent one) has just filled.

@@ -1,0 +1,150 @@
+"""The inventory source of a run: the newest report of each location's bucket, checked,
+downloaded and summed before any customer is computed, and each customer's figures staged
+from those sums instead of from listings (`run --source inventory`)."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import structlog
+
+from storage_calc import db
+from storage_calc.config import Settings
+from storage_calc.errors import ConfigError, InventoryError
+from storage_calc.inventory import Report, check_age, download_report, latest_report
+from storage_calc.inventory_sums import MISSING_LIBRARY, InventorySums, Source
+from storage_calc.listing import S3Client
+from storage_calc.model import Destination, Layout, Location, LocationKind, ScopeSums, Spaces
+
+log = structlog.get_logger("storage_calc")
+
+OPTIONS = {
+    LocationKind.ARTEFACT: "--storage-inventory",
+    LocationKind.THUMBNAIL: "--thumbs-inventory",
+}
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """A run's reports, summed: `sums` answers per customer; `checked` is when the oldest of
+    the reports was created, the `LastChecked` of every figure computed from them."""
+
+    sums: InventorySums
+    checked: datetime
+    directory: Path
+
+
+def destination(settings: Settings, location: Location) -> Destination:
+    """The inventory destination configured for `location`'s bucket."""
+    found = (
+        settings.storage_inventory
+        if location.kind is LocationKind.ARTEFACT
+        else settings.thumbs_inventory
+    )
+    if found is None:
+        raise ConfigError(
+            f"--source inventory needs {OPTIONS[location.kind]}: the S3 Inventory destination "
+            f"of bucket {location.bucket!r}"
+        )
+    return found
+
+
+@contextlib.contextmanager
+def opened(settings: Settings, s3: S3Client, layout: Layout) -> Iterator[Inventory]:
+    """The run's reports, checked (complete, of the configured bucket, younger than
+    `max_inventory_age`), downloaded and summed, for the duration of the block.
+
+    Every report is found and checked before any data file is downloaded, so a stale or
+    foreign report fails the run at once; any fault is one InventoryError and nothing is
+    written. The data files and DuckDB's database live in a temporary directory (under TMPDIR)
+    that the block removes."""
+    reports = [
+        (location, latest_report(s3, destination(settings, location), location.bucket))
+        for location in settings.locations
+    ]
+    for _, report in reports:
+        check_age(report, settings.max_inventory_age)
+    with tempfile.TemporaryDirectory(prefix="storage-calc-inventory-") as tmp:
+        directory = Path(tmp)
+        sums = InventorySums(directory, layout.customer_row_at_null, layout.asset_adjuncts)
+        try:
+            summing = 0.0
+            for number, (location, report) in enumerate(reports):
+                files = directory / f"report-{number}"
+                files.mkdir()
+                source = downloaded(s3, location, report, files)
+                began = time.monotonic()
+                sums.add(source)
+                summing += time.monotonic() - began
+                for path in files.iterdir():
+                    path.unlink()
+            began = time.monotonic()
+            sums.finish()
+            summing += time.monotonic() - began
+            log.info("inventory_attributed", objects=sums.objects, seconds=round(summing, 3))
+            yield Inventory(sums, min(report.created for _, report in reports), directory)
+        finally:
+            sums.close()
+
+
+def downloaded(s3: S3Client, location: Location, report: Report, directory: Path) -> Source:
+    """`report`'s data files in `directory`, ORC ones rewritten as Parquet, which DuckDB
+    reads; logs their size and the time taken."""
+    began = time.monotonic()
+    files = download_report(s3, report, directory)
+    if report.file_format == "ORC":
+        files = tuple(orc_as_parquet(path) for path in files)
+    downloaded_s = round(time.monotonic() - began, 3)
+    source = Source(
+        location, report, files, tuple(f"s3://{report.bucket}/{f.key}" for f in report.files)
+    )
+    log.info(
+        "inventory_downloaded",
+        location=str(location),
+        report=report.manifest_url,
+        created=report.created.isoformat(),
+        files=len(files),
+        bytes=sum(path.stat().st_size for path in files),
+        seconds=downloaded_s,
+    )
+    return source
+
+
+def orc_as_parquet(path: Path) -> Path:
+    """An ORC data file rewritten as Parquet beside it, stripe by stripe."""
+    try:
+        import pyarrow.orc as orc
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise InventoryError(MISSING_LIBRARY) from exc
+    target = path.with_suffix(".parquet")
+    source = orc.ORCFile(path)
+    with pq.ParquetWriter(target, source.schema) as writer:
+        for stripe in range(source.nstripes):
+            writer.write_batch(source.read_stripe(stripe))
+    path.unlink()
+    return target
+
+
+def stage_customer(
+    inventory: Inventory,
+    conn: db.Connection,
+    layout: Layout,
+    customer: int,
+    spaces: Spaces,
+    asset_id: str | None,
+) -> tuple[ScopeSums, int]:
+    """Stages the figures of a customer's `spaces` (or `asset_id`) on `conn`, whose staging
+    table is ready, from the reports' sums; returns what its objects add up to and how many
+    rows were staged (one per registered asset)."""
+    with tempfile.TemporaryDirectory(dir=inventory.directory) as tmp:
+        registry, staged = Path(tmp) / "registry.csv", Path(tmp) / "staged.csv"
+        db.export_registry(conn, layout, customer, spaces, asset_id, registry)
+        sums = inventory.sums.stage(customer, spaces, asset_id, registry, staged)
+        return sums, db.stage_csv(conn, staged)

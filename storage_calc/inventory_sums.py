@@ -1,0 +1,285 @@
+"""The objects of S3 Inventory reports, attributed to assets in DuckDB.
+
+A listing attributes objects in Python as their pages stream in (`storage_calc.rollup`); a
+report of billions of objects is read in columns instead, by DuckDB, the `inventory` extra
+(`pip install 'storage-calc[inventory]'`), imported only here. The rules are those of
+`storage_calc.keys` and `rollup.Tally`, written in SQL (sql/inventory.sql), and the tests hold
+both to the same figures over the same objects:
+
+- Each location's data files are summed per owner candidate (the key's first three segments,
+  relative to the location's prefix) in one parallel scan; whether a candidate names an asset
+  (canonical customer and space, a non-empty asset, space 0 only with a stub space) is then
+  decided per group, not per object.
+- The owners are then summed over the locations into `assets` (customer, space, id, figures
+  per kind, first key as an s3:// URL) and the rest into `others` (unattributable objects per
+  customer and space), on DuckDB's disk-backed tables: memory is bounded by `MEMORY_LIMIT`
+  whatever the number of objects or assets.
+- A customer's registered assets come from PostgreSQL as CSV (no row passes through Python)
+  and its staged figures go back the same way: `stage` joins them in DuckDB.
+
+Only current versions count (`is_latest` and not `is_delete_marker`; a report of current
+versions has neither field, and every row is current). Rows are checked as they are summed:
+a row of another bucket, without a key, with a size that is not a number of bytes (only a
+delete marker may lack one), or with a flag other than true or false is malformed, and the
+first one is named in an InventoryError.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from storage_calc.errors import InventoryError
+from storage_calc.inventory import Report
+from storage_calc.model import Location, LocationKind, ScopeSums, SpaceOrphans, Spaces
+
+MISSING_LIBRARY = "the inventory source needs: pip install 'storage-calc[inventory]'"
+# DuckDB's memory for its tables and hash tables; beyond it they spill to its temporary
+# directory. With the process around it, a run stays under 1 GiB.
+MEMORY_LIMIT = "600MB"
+# The first keys of a space's orphans kept as examples, and the orphan assets counted
+# exactly: as `rollup.Tally` does.
+ORPHAN_EXAMPLES = 5
+ORPHAN_ASSETS_COUNTED = 100_000
+
+# The columns of each format as summed: a field the report lacks is what a report of current
+# versions means by its absence. CSV holds text: sizes and flags are checked, keys decoded as
+# `urllib.parse.unquote_plus` does (a `+` is a space, then `%XX` a byte).
+PARQUET = """
+    SELECT filename AS file, bucket, key, size, CAST(size AS varchar) AS size_text,
+           {is_latest} AS is_latest, {is_delete_marker} AS is_delete_marker,
+           NULL AS is_latest_text, NULL AS is_delete_marker_text, true AS valid
+    FROM read_parquet($files, filename = true)
+"""
+CSV = """
+    SELECT filename AS file, bucket, url_decode(replace(key, '+', ' ')) AS key,
+           try_cast(size AS bigint) AS size, size AS size_text,
+           {is_latest} AS is_latest, {is_delete_marker} AS is_delete_marker,
+           {is_latest_text} AS is_latest_text, {is_delete_marker_text} AS is_delete_marker_text,
+           (size IS NULL OR regexp_full_match(size, '[0-9]{{1,18}}'))
+           AND coalesce(lower({is_latest_text}) IN ('true', 'false'), true)
+           AND coalesce(lower({is_delete_marker_text}) IN ('true', 'false'), true) AS valid
+    FROM read_csv($files, header = false, auto_detect = false, delim = ',', quote = '"',
+                  escape = '"', compression = 'gzip', filename = true, columns = $columns)
+"""
+CHECKED = """
+    SELECT *, NOT valid OR bucket IS DISTINCT FROM $source OR key IS NULL OR key = ''
+              OR size < 0 OR (size IS NULL AND NOT is_delete_marker) AS bad
+    FROM ({rows})
+"""
+
+
+@cache
+def statements() -> dict[str, str]:
+    """The named statements of sql/inventory.sql, by name."""
+    text = resources.files("storage_calc").joinpath("sql/inventory.sql").read_text("utf-8")
+    blocks = re.split(r"^-- name: (\w+)\n", text, flags=re.MULTILINE)[1:]
+    return {name: body.strip() for name, body in zip(blocks[::2], blocks[1::2], strict=True)}
+
+
+def objects_query(report: Report) -> str:
+    """The relation of a report's rows, checked, for `{objects}` of sql/inventory.sql."""
+    fields = set(report.fields)
+    if report.file_format == "CSV":
+        flags = {
+            f"{name}_text": name if name in fields else "NULL"
+            for name in ("is_latest", "is_delete_marker")
+        }
+        rows = CSV.format(
+            is_latest=csv_flag("is_latest", fields, True),
+            is_delete_marker=csv_flag("is_delete_marker", fields, False),
+            **flags,
+        )
+    else:
+        rows = PARQUET.format(
+            is_latest="coalesce(is_latest, true)" if "is_latest" in fields else "true",
+            is_delete_marker=(
+                "coalesce(is_delete_marker, false)" if "is_delete_marker" in fields else "false"
+            ),
+        )
+    return CHECKED.format(rows=rows)
+
+
+def csv_flag(name: str, fields: set[str], default: bool) -> str:
+    if name not in fields:
+        return str(default).lower()
+    return f"coalesce(lower({name}) = 'true', {str(default).lower()})"
+
+
+@dataclass(frozen=True)
+class Source:
+    """One location's report and its data files, downloaded (ORC ones rewritten as Parquet)."""
+
+    location: Location
+    report: Report
+    files: tuple[Path, ...]
+    urls: tuple[str, ...]  # the s3:// URL of each file, to name in errors
+
+
+def connect(directory: Path) -> Any:
+    """A DuckDB database in `directory`, which also holds what spills."""
+    try:
+        import duckdb
+    except ImportError as exc:
+        raise InventoryError(MISSING_LIBRARY) from exc
+    conn = duckdb.connect(str(directory / "sums.duckdb"))
+    conn.execute("SET memory_limit = $limit", {"limit": MEMORY_LIMIT})
+    conn.execute("SET temp_directory = $dir", {"dir": str(directory / "spill")})
+    conn.execute("SET preserve_insertion_order = false")
+    return conn
+
+
+class InventorySums:
+    """The objects of a run's reports, summed per asset, in a DuckDB database of its own.
+
+    `add` each location's source, then `finish`; after that, `customers`, `outside`, `stage`
+    and `sums` answer per scope, from any thread (each call has a cursor of its own)."""
+
+    def __init__(self, directory: Path, stub_space: bool, split_adjuncts: bool) -> None:
+        self.conn = connect(directory)
+        self.stub_space = stub_space
+        self.split_adjuncts = split_adjuncts
+        self.locations = 0
+        self.objects = 0
+        self.conn.execute(statements()["create_tables"])
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def add(self, source: Source) -> None:
+        """Sums the current versions of `source`'s objects under its location's prefix; an
+        InventoryError naming the first malformed row, if any."""
+        objects = objects_query(source.report)
+        params: dict[str, Any] = {"files": [str(f) for f in source.files]}
+        params["source"] = source.report.source_bucket
+        if source.report.file_format == "CSV":
+            params["columns"] = {name: "varchar" for name in source.report.fields}
+        location = source.location
+        with read_errors(source):
+            self.conn.execute(
+                "INSERT INTO locations VALUES ($location, $bucket, $prefix, $thumbnails)",
+                {
+                    "location": self.locations,
+                    "bucket": location.bucket,
+                    "prefix": location.prefix,
+                    "thumbnails": location.kind is LocationKind.THUMBNAIL,
+                },
+            )
+            self.conn.execute(
+                statements()["locate_objects"].format(objects=objects),
+                {
+                    **params,
+                    "location": self.locations,
+                    "prefix": location.prefix,
+                    "split_adjuncts": self.split_adjuncts
+                    and location.kind is LocationKind.ARTEFACT,
+                },
+            )
+            bad, summed = self.conn.execute(
+                statements()["located"], {"location": self.locations}
+            ).fetchone()
+            if bad:
+                row = self.conn.execute(
+                    statements()["bad_row"].format(objects=objects), params
+                ).fetchone()
+                raise malformed(source, row)
+        self.locations += 1
+        self.objects += int(summed)
+
+    def finish(self) -> None:
+        """Sums the owners over every location: `assets` and `others`."""
+        params = {"stub_space": self.stub_space}
+        self.conn.execute(statements()["create_assets"], params)
+        self.conn.execute(statements()["create_others"], params)
+        self.conn.execute("DROP TABLE located_sums")
+
+    def customers(self) -> set[int]:
+        """Every customer with objects in the reports."""
+        return {row[0] for row in self.conn.cursor().execute(statements()["customers"]).fetchall()}
+
+    def outside(self) -> tuple[int, int]:
+        """Objects and bytes outside every customer prefix."""
+        objects, size = self.conn.cursor().execute(statements()["outside"]).fetchone()
+        return int(objects), int(size)
+
+    def stage(
+        self,
+        customer: int,
+        spaces: Spaces,
+        asset_id: str | None,
+        registry: Path,
+        staged: Path,
+    ) -> ScopeSums:
+        """Writes the figures of every asset of `registry` (PostgreSQL's CSV of a customer's
+        registered assets in the scope) to the CSV file `staged`, and returns the rest of what
+        the scope's objects add up to."""
+        cursor = self.conn.cursor()
+        try:
+            cursor.execute(statements()["load_registry"], {"path": str(registry)})
+            cursor.execute(
+                statements()["stage_assets"], {"customer": customer, "path": str(staged)}
+            )
+            scope = {
+                "customer": customer,
+                "asset": asset_id,
+                "only": None if spaces.only is None else sorted(spaces.only),
+                "excluded": sorted(spaces.excluded),
+            }
+            total = cursor.execute(statements()["scope_totals"], scope).fetchone()
+            orphans = cursor.execute(
+                statements()["scope_orphans"], {**scope, "examples": ORPHAN_EXAMPLES}
+            ).fetchall()
+        finally:
+            cursor.close()
+        spaces_orphans = tuple(
+            SpaceOrphans(
+                customer,
+                space,
+                int(objects),
+                int(size),
+                min(assets, ORPHAN_ASSETS_COUNTED),
+                tuple(examples),
+            )
+            for space, objects, size, assets, examples in orphans
+        )
+        return ScopeSums(int(total[0]), int(total[1]), int(total[2]), int(total[3]), spaces_orphans)
+
+
+@contextmanager
+def read_errors(source: Source) -> Iterator[None]:
+    """Turns DuckDB's errors while reading a source into one InventoryError naming its report
+    (and its data file, where DuckDB names one)."""
+    import duckdb
+
+    try:
+        yield
+    except duckdb.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        for path, url in zip(source.files, source.urls, strict=True):
+            first = first.replace(str(path), url)
+        raise InventoryError(
+            f"inventory report {source.report.manifest_url} is unreadable: {first}"
+        ) from exc
+
+
+def malformed(source: Source, row: Any) -> InventoryError:
+    """The InventoryError naming a malformed row: its file, its key and what is wrong."""
+    file, bucket, key, size, is_latest, is_delete_marker = row
+    url = dict(zip(map(str, source.files), source.urls, strict=True)).get(file, file)
+    if bucket != source.report.source_bucket:
+        what = f"an object of bucket {bucket!r}, not of {source.report.source_bucket!r}"
+    elif not key:
+        what = "a row without a key"
+    elif is_latest is not None and is_latest.lower() not in ("true", "false"):
+        what = f"key {key!r} has IsLatest {is_latest!r}, not true or false"
+    elif is_delete_marker is not None and is_delete_marker.lower() not in ("true", "false"):
+        what = f"key {key!r} has IsDeleteMarker {is_delete_marker!r}, not true or false"
+    else:
+        what = f"key {key!r} has size {size!r}, not a number of bytes"
+    return InventoryError(f"inventory data file {url}: {what}")
