@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.orc as orc
 import pyarrow.parquet as pq
 
-from storage_calc.listing import S3Client
+from storage_calc.listing import S3Client, list_pages
 from tests.conftest import INVENTORY, STORAGE
 
 DESTINATION = f"s3://{INVENTORY}/reports/{STORAGE}/nightly/"
@@ -165,9 +165,9 @@ def report_of_bucket(
     """Writes a report of every object of `bucket`, as listed now, under `reports/{bucket}/nightly/`
     of the inventory bucket; returns its destination URL."""
     rows = [
-        Row(entry["Key"], entry["Size"], bucket=bucket)
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-        for entry in page.get("Contents", [])
+        Row(key, size, bucket=bucket)
+        for page in list_pages(s3, bucket, "")
+        for key, size in page.objects
     ]
     prefix = f"reports/{bucket}/nightly/"
     write_report(s3, rows, created, file_format, source=bucket, prefix=prefix)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -15,11 +17,14 @@ from starlette.testclient import TestClient
 from storage_calc import calculator, db
 from storage_calc.api import create_app
 from storage_calc.cli import cli
-from storage_calc.config import Settings
+from storage_calc.config import Settings, parse_destination
 from storage_calc.keys import parse_asset_id
 from storage_calc.listing import S3Client
 from storage_calc.model import Layout, Scope
-from tests.conftest import STORAGE, THUMBS
+from tests.conftest import INVENTORY, STORAGE, THUMBS
+from tests.inventories import report_of_bucket
+
+RECENT = datetime.now(UTC) - timedelta(hours=1)
 
 Conn = psycopg.Connection[Any]
 Invoke = Callable[..., Result]
@@ -447,4 +452,23 @@ def test_db_status_prints_the_layout_the_schema_version_and_what_migrate_would_d
         '  "CustomerStorage" adjunct totals: counted from hosted "Adjuncts" rows',
         f"storage_calc schema: version {latest} of {latest}",
         "db migrate would: nothing, it is up to date",
+    ]
+
+
+def test_an_inventory_gives_the_figures_of_a_listing_in_every_layout(
+    platform: None, layout_url: str, s3: S3Client, conn: Conn
+) -> None:
+    s3.create_bucket(Bucket=INVENTORY)
+    listed = run(layout_url, s3)
+    listed_figures = image_storage(conn), customer_storage(conn)
+    inventory = replace(
+        settings(layout_url),
+        source="inventory",
+        storage_inventory=parse_destination(report_of_bucket(s3, STORAGE, "Parquet", RECENT)),
+        thumbs_inventory=parse_destination(report_of_bucket(s3, THUMBS, "Parquet", RECENT)),
+    )
+    read = calculator.run(inventory, s3)
+    assert (image_storage(conn), customer_storage(conn)) == listed_figures
+    assert [(r.objects, r.bytes, r.orphans) for r in read.customers] == [
+        (r.objects, r.bytes, r.orphans) for r in listed.customers
     ]
