@@ -27,7 +27,7 @@ first one is named in an InventoryError.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -54,7 +54,8 @@ ORPHAN_ASSETS_COUNTED = 100_000
 PARQUET = """
     SELECT filename AS file, bucket, key, size, CAST(size AS varchar) AS size_text,
            {is_latest} AS is_latest, {is_delete_marker} AS is_delete_marker,
-           NULL AS is_latest_text, NULL AS is_delete_marker_text, true AS valid
+           NULL AS is_latest_text, NULL AS is_delete_marker_text, {storage_class} AS storage_class,
+           true AS valid
     FROM read_parquet($files, filename = true)
 """
 CSV = """
@@ -62,6 +63,7 @@ CSV = """
            try_cast(size AS bigint) AS size, size AS size_text,
            {is_latest} AS is_latest, {is_delete_marker} AS is_delete_marker,
            {is_latest_text} AS is_latest_text, {is_delete_marker_text} AS is_delete_marker_text,
+           {storage_class} AS storage_class,
            (size IS NULL OR regexp_full_match(size, '[0-9]{{1,18}}'))
            AND coalesce(lower({is_latest_text}) IN ('true', 'false'), true)
            AND coalesce(lower({is_delete_marker_text}) IN ('true', 'false'), true) AS valid
@@ -70,7 +72,7 @@ CSV = """
 """
 CHECKED = """
     SELECT *, NOT valid OR bucket IS DISTINCT FROM $source OR key IS NULL OR key = ''
-              OR size < 0 OR (size IS NULL AND NOT is_delete_marker) AS bad
+              OR coalesce(size < 0, false) OR (size IS NULL AND NOT is_delete_marker) AS bad
     FROM ({rows})
 """
 
@@ -86,6 +88,7 @@ def statements() -> dict[str, str]:
 def objects_query(report: Report) -> str:
     """The relation of a report's rows, checked, for `{objects}` of sql/inventory.sql."""
     fields = set(report.fields)
+    storage_class = "storage_class" if "storage_class" in fields else "NULL"
     if report.file_format == "CSV":
         flags = {
             f"{name}_text": name if name in fields else "NULL"
@@ -94,6 +97,7 @@ def objects_query(report: Report) -> str:
         rows = CSV.format(
             is_latest=csv_flag("is_latest", fields, True),
             is_delete_marker=csv_flag("is_delete_marker", fields, False),
+            storage_class=storage_class,
             **flags,
         )
     else:
@@ -102,6 +106,7 @@ def objects_query(report: Report) -> str:
             is_delete_marker=(
                 "coalesce(is_delete_marker, false)" if "is_delete_marker" in fields else "false"
             ),
+            storage_class=storage_class,
         )
     return CHECKED.format(rows=rows)
 
@@ -141,13 +146,28 @@ class InventorySums:
     `add` each location's source, then `finish`; after that, `customers`, `outside`, `stage`
     and `sums` answer per scope, from any thread (each call has a cursor of its own)."""
 
-    def __init__(self, directory: Path, stub_space: bool, split_adjuncts: bool) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        stub_space: bool,
+        split_adjuncts: bool,
+        billing: Mapping[str, tuple[int, int]] | None = None,
+    ) -> None:
+        """With `billing` (storage class -> (minimum billed size, archive overhead)), every
+        version and delete marker is also summed for the billable figures (`versions`)."""
         self.conn = connect(directory)
         self.stub_space = stub_space
         self.split_adjuncts = split_adjuncts
+        self.billing = billing is not None
         self.locations = 0
         self.objects = 0
         self.conn.execute(statements()["create_tables"])
+        if billing is not None:
+            self.conn.execute(statements()["create_billable"])
+            self.conn.executemany(
+                "INSERT INTO billing_classes VALUES ($1, $2, $3)",
+                [(name, minimum, overhead) for name, (minimum, overhead) in billing.items()],
+            )
 
     def close(self) -> None:
         self.conn.close()
@@ -189,6 +209,11 @@ class InventorySums:
                     statements()["bad_row"].format(objects=objects), params
                 ).fetchone()
                 raise malformed(source, row)
+            if self.billing:
+                self.conn.execute(
+                    statements()["locate_versions"].format(objects=objects),
+                    {**params, "prefix": location.prefix},
+                )
         self.locations += 1
         self.objects += int(summed)
 
@@ -198,6 +223,15 @@ class InventorySums:
         self.conn.execute(statements()["create_assets"], params)
         self.conn.execute(statements()["create_others"], params)
         self.conn.execute("DROP TABLE located_sums")
+
+    def versions(self, customer: int) -> list[tuple[int | None, str, bool, bool, int, int, int]]:
+        """A customer's versions and delete markers per (space, storage class, is latest, is
+        delete marker): how many, their bytes and their billed bytes."""
+        rows = self.conn.cursor().execute(statements()["customer_versions"], {"customer": customer})
+        return [
+            (space, cls, latest, marker, int(count), int(size), int(billed))
+            for space, cls, latest, marker, count, size, billed in rows.fetchall()
+        ]
 
     def customers(self) -> set[int]:
         """Every customer with objects in the reports."""

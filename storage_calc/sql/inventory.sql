@@ -28,6 +28,63 @@ CREATE TABLE locations (
 CREATE MACRO canonical(t) AS
     regexp_full_match(t, '0|[1-9][0-9]{0,9}') AND try_cast(t AS bigint) <= 2147483647;
 
+-- name: create_billable
+-- billable_sums: every version and delete marker of a location summed per (customer, space)
+-- candidate, storage class and kind, for the billable figures (storage_calc.billable);
+-- billing_classes: the minimum billed size and the archive overhead of the classes that have one.
+CREATE TABLE billable_sums (
+    c varchar NOT NULL,
+    s varchar NOT NULL,
+    depth tinyint NOT NULL,
+    storage_class varchar NOT NULL,
+    is_latest boolean NOT NULL,
+    is_delete_marker boolean NOT NULL,
+    versions bigint NOT NULL,
+    bytes hugeint NOT NULL,
+    billed hugeint NOT NULL
+);
+CREATE TABLE billing_classes (
+    storage_class varchar NOT NULL,
+    minimum bigint NOT NULL,
+    overhead bigint NOT NULL
+);
+
+-- name: locate_versions
+-- Sums every version and delete marker of one location's objects under its prefix, billed as
+-- storage_calc.billable.billed_size bills them (a delete marker at 0 bytes).
+INSERT INTO billable_sums
+SELECT c, s, depth, storage_class, is_latest, is_delete_marker, count(*),
+       coalesce(sum(size), 0),
+       coalesce(sum(CASE WHEN is_delete_marker THEN 0
+                         ELSE greatest(size, coalesce(minimum, 0)) + coalesce(overhead, 0) END), 0)
+FROM (
+    SELECT size, is_latest, is_delete_marker, storage_class, c, s,
+           CASE WHEN length(rel) > length(c) + length(s) + 1 THEN 2
+                WHEN length(rel) > length(c) THEN 1 ELSE 0 END AS depth
+    FROM (
+        SELECT size, is_latest, is_delete_marker, rel,
+               coalesce(nullif(storage_class, ''), 'STANDARD') AS storage_class,
+               split_part(rel, '/', 1) AS c, split_part(rel, '/', 2) AS s
+        FROM (
+            SELECT substr(key, length($prefix) + 1) AS rel, size, is_latest, is_delete_marker,
+                   storage_class
+            FROM ({objects})
+            WHERE NOT bad AND starts_with(key, $prefix)
+        )
+    )
+)
+LEFT JOIN billing_classes USING (storage_class)
+GROUP BY ALL;
+
+-- name: customer_versions
+-- A customer's versions and delete markers per space (NULL: under the customer's prefix but
+-- in no space), storage class and kind.
+SELECT CASE WHEN depth = 2 AND canonical(s) THEN CAST(s AS integer) END AS space,
+       storage_class, is_latest, is_delete_marker, sum(versions), sum(bytes), sum(billed)
+FROM billable_sums
+WHERE depth >= 1 AND c = CAST($customer AS varchar)
+GROUP BY ALL;
+
 -- name: locate_objects
 -- Sums the current versions of one location's objects under its prefix per owner candidate,
 -- in one scan that also keeps the malformed rows apart (`bad`), whatever their version or key.
