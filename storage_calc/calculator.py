@@ -114,7 +114,8 @@ def run(
     and the run goes on with the next; a failure before any customer is computed (database or
     bucket unreachable) is the report's `error`. A dry run writes nothing, not even the run's
     history. Setting `stop` ends the run between two listed pages: the customer in progress
-    keeps its previous figures. Every log event of the run carries its `run_id` (None for a dry
+    keeps its previous figures (while inventory reports are read, between two reports, with
+    nothing written). Every log event of the run carries its `run_id` (None for a dry
     run). `progress` is kept up to date as customers and pages come in.
     """
     database = db.Database(settings.database_url)
@@ -125,7 +126,7 @@ def run(
         with contextlib.ExitStack() as reports:
             inventory = None
             if settings.source == "inventory":
-                inventory = reports.enter_context(opened(settings, s3, layout))
+                inventory = reports.enter_context(opened(settings, s3, layout, stop))
             started = db.server_now(database.conn)
             shard_text = str(shard) if shard else None
             run_id = (
@@ -219,11 +220,9 @@ def resolve_customers(
     elif job.inventory is not None:
         customers = set(db.all_customers(database.conn)) | job.inventory.sums.customers()
         if shard is None:
-            outside.objects, outside.bytes = job.inventory.sums.outside()
-            outside.unattributed_objects, outside.unattributed_bytes = (
-                outside.objects,
-                outside.bytes,
-            )
+            count, size = job.inventory.sums.outside()
+            outside.objects = outside.unattributed_objects = count
+            outside.bytes = outside.unattributed_bytes = size
         found = plan(job, database, customers, shard)
     else:
         customers = set(db.all_customers(database.conn))

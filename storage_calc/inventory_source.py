@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import structlog
 
 from storage_calc import db
 from storage_calc.config import Settings
-from storage_calc.errors import ConfigError, InventoryError
+from storage_calc.errors import ConfigError, Interrupted, InventoryError
 from storage_calc.inventory import Report, check_age, download_report, latest_report
 from storage_calc.inventory_sums import MISSING_LIBRARY, InventorySums, Source
 from storage_calc.listing import S3Client
@@ -56,9 +57,12 @@ def destination(settings: Settings, location: Location) -> Destination:
 
 
 @contextlib.contextmanager
-def opened(settings: Settings, s3: S3Client, layout: Layout) -> Iterator[Inventory]:
+def opened(
+    settings: Settings, s3: S3Client, layout: Layout, stop: threading.Event | None = None
+) -> Iterator[Inventory]:
     """The run's reports, checked (complete, of the configured bucket, younger than
-    `max_inventory_age`), downloaded and summed, for the duration of the block.
+    `max_inventory_age`), downloaded and summed, for the duration of the block; Interrupted
+    between two reports once `stop` is set.
 
     Every report is found and checked before any data file is downloaded, so a stale or
     foreign report fails the run at once; any fault is one InventoryError and nothing is
@@ -76,6 +80,8 @@ def opened(settings: Settings, s3: S3Client, layout: Layout) -> Iterator[Invento
         try:
             summing = 0.0
             for number, (location, report) in enumerate(reports):
+                if stop is not None and stop.is_set():
+                    raise Interrupted("interrupted while reading the inventory reports")
                 files = directory / f"report-{number}"
                 files.mkdir()
                 source = downloaded(s3, location, report, files)
