@@ -88,8 +88,6 @@ def opened(
                 began = time.monotonic()
                 sums.add(source)
                 summing += time.monotonic() - began
-                for path in files.iterdir():
-                    path.unlink()
             began = time.monotonic()
             sums.finish()
             summing += time.monotonic() - began

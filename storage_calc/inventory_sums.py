@@ -56,7 +56,7 @@ PARQUET = """
            {is_latest} AS is_latest, {is_delete_marker} AS is_delete_marker,
            NULL AS is_latest_text, NULL AS is_delete_marker_text, {storage_class} AS storage_class,
            true AS valid
-    FROM read_parquet($files, filename = true)
+    FROM read_parquet($files_{i}, filename = true)
 """
 CSV = """
     SELECT filename AS file, bucket, url_decode(replace(key, '+', ' ')) AS key,
@@ -67,11 +67,11 @@ CSV = """
            (size IS NULL OR regexp_full_match(size, '[0-9]{{1,18}}'))
            AND coalesce(lower({is_latest_text}) IN ('true', 'false'), true)
            AND coalesce(lower({is_delete_marker_text}) IN ('true', 'false'), true) AS valid
-    FROM read_csv($files, header = false, auto_detect = false, delim = ',', quote = '"',
-                  escape = '"', compression = 'gzip', filename = true, columns = $columns)
+    FROM read_csv($files_{i}, header = false, auto_detect = false, delim = ',', quote = '"',
+                  escape = '"', compression = 'gzip', filename = true, columns = $columns_{i})
 """
 CHECKED = """
-    SELECT *, NOT valid OR bucket IS DISTINCT FROM $source OR key IS NULL OR key = ''
+    SELECT *, NOT valid OR bucket IS DISTINCT FROM $source_{i} OR key IS NULL OR key = ''
               OR coalesce(size < 0, false) OR (size IS NULL AND NOT is_delete_marker) AS bad
     FROM ({rows})
 """
@@ -85,10 +85,16 @@ def statements() -> dict[str, str]:
     return {name: body.strip() for name, body in zip(blocks[::2], blocks[1::2], strict=True)}
 
 
-def objects_query(report: Report) -> str:
-    """The relation of a report's rows, checked, for `{objects}` of sql/inventory.sql."""
+def relation(source: Source, number: int) -> tuple[str, dict[str, Any]]:
+    """The relation of a source's rows, checked, for `{objects}` of sql/inventory.sql, and its
+    parameters, named for the source's `number`."""
+    report = source.report
     fields = set(report.fields)
     storage_class = "storage_class" if "storage_class" in fields else "NULL"
+    params: dict[str, Any] = {
+        f"files_{number}": [str(f) for f in source.files],
+        f"source_{number}": report.source_bucket,
+    }
     if report.file_format == "CSV":
         flags = {
             f"{name}_text": name if name in fields else "NULL"
@@ -98,8 +104,10 @@ def objects_query(report: Report) -> str:
             is_latest=csv_flag("is_latest", fields, True),
             is_delete_marker=csv_flag("is_delete_marker", fields, False),
             storage_class=storage_class,
+            i=number,
             **flags,
         )
+        params[f"columns_{number}"] = {name: "varchar" for name in report.fields}
     else:
         rows = PARQUET.format(
             is_latest="coalesce(is_latest, true)" if "is_latest" in fields else "true",
@@ -107,8 +115,9 @@ def objects_query(report: Report) -> str:
                 "coalesce(is_delete_marker, false)" if "is_delete_marker" in fields else "false"
             ),
             storage_class=storage_class,
+            i=number,
         )
-    return CHECKED.format(rows=rows)
+    return CHECKED.format(rows=rows, i=number), params
 
 
 def csv_flag(name: str, fields: set[str], default: bool) -> str:
@@ -143,8 +152,9 @@ def connect(directory: Path) -> Any:
 class InventorySums:
     """The objects of a run's reports, summed per asset, in a DuckDB database of its own.
 
-    `add` each location's source, then `finish`; after that, `customers`, `outside`, `stage`
-    and `sums` answer per scope, from any thread (each call has a cursor of its own)."""
+    `add` each location's source, then `finish`, which reads them all in one scan; after that,
+    `customers`, `outside`, `stage` and `versions` answer per scope, from any thread (each call
+    has a cursor of its own)."""
 
     def __init__(
         self,
@@ -159,9 +169,9 @@ class InventorySums:
         self.stub_space = stub_space
         self.split_adjuncts = split_adjuncts
         self.billing = billing is not None
-        self.locations = 0
+        self.sources: list[Source] = []
         self.objects = 0
-        self.conn.execute(statements()["create_tables"])
+        self.conn.execute(statements()["create_macros"])
         if billing is not None:
             self.conn.execute(statements()["create_billable"])
             self.conn.executemany(
@@ -173,56 +183,70 @@ class InventorySums:
         self.conn.close()
 
     def add(self, source: Source) -> None:
-        """Sums the current versions of `source`'s objects under its location's prefix; an
-        InventoryError naming the first malformed row, if any."""
-        objects = objects_query(source.report)
-        params: dict[str, Any] = {"files": [str(f) for f in source.files]}
-        params["source"] = source.report.source_bucket
-        if source.report.file_format == "CSV":
-            params["columns"] = {name: "varchar" for name in source.report.fields}
-        location = source.location
-        with read_errors(source):
-            self.conn.execute(
-                "INSERT INTO locations VALUES ($location, $bucket, $prefix, $thumbnails)",
-                {
-                    "location": self.locations,
-                    "bucket": location.bucket,
-                    "prefix": location.prefix,
-                    "thumbnails": location.kind is LocationKind.THUMBNAIL,
-                },
-            )
-            self.conn.execute(
-                statements()["locate_objects"].format(objects=objects),
-                {
-                    **params,
-                    "location": self.locations,
-                    "prefix": location.prefix,
-                    "split_adjuncts": self.split_adjuncts
-                    and location.kind is LocationKind.ARTEFACT,
-                },
-            )
-            bad, summed = self.conn.execute(
-                statements()["located"], {"location": self.locations}
-            ).fetchone()
-            if bad:
-                row = self.conn.execute(
-                    statements()["bad_row"].format(objects=objects), params
-                ).fetchone()
-                raise malformed(source, row)
-            if self.billing:
+        """Adds a location's report to those `finish` sums; with billing, sums its versions
+        now (their data files are read again for it)."""
+        number = len(self.sources)
+        self.sources.append(source)
+        if self.billing:
+            objects, params = relation(source, number)
+            with read_errors(source):
                 self.conn.execute(
-                    statements()["locate_versions"].format(objects=objects),
-                    {**params, "prefix": location.prefix},
+                    statements()["locate_versions"].format(i=number, objects=objects),
+                    {**params, f"prefix_{number}": source.location.prefix},
                 )
-        self.locations += 1
-        self.objects += int(summed)
 
     def finish(self) -> None:
-        """Sums the owners over every location: `assets` and `others`."""
-        params = {"stub_space": self.stub_space}
-        self.conn.execute(statements()["create_assets"], params)
-        self.conn.execute(statements()["create_others"], params)
-        self.conn.execute("DROP TABLE located_sums")
+        """Sums the current versions of every source's objects under its location's prefix in
+        one scan, into `assets` and `others`; an InventoryError naming the first malformed row,
+        if any."""
+        located, params = [], {}
+        for number, source in enumerate(self.sources):
+            objects, source_params = relation(source, number)
+            located.append(statements()["located_objects"].format(i=number, objects=objects))
+            params.update(source_params)
+            params[f"prefix_{number}"] = source.location.prefix
+            params[f"split_{number}"] = (
+                self.split_adjuncts and source.location.kind is LocationKind.ARTEFACT
+            )
+        params["thumbnails"] = [
+            number
+            for number, source in enumerate(self.sources)
+            if source.location.kind is LocationKind.THUMBNAIL
+        ]
+        numbers = range(len(self.sources))
+        statement = statements()["sum_objects"].format(
+            located=" UNION ALL ".join(located),
+            firsts=", ".join(f"min(rest) FILTER (location = {i}) AS first_{i}" for i in numbers),
+        )
+        with read_errors(*self.sources):
+            self.conn.execute(statement, params)
+            if self.conn.execute(statements()["bad_rows"]).fetchone()[0]:
+                raise self.first_malformed()
+        urls = {
+            f"url_{number}": f"s3://{source.location.bucket}/{source.location.prefix}"
+            for number, source in enumerate(self.sources)
+        }
+        examples = ", ".join(f"$url_{i} || g || first_{i}" for i in numbers)
+        self.conn.execute(
+            statements()["create_assets"].format(examples=examples),
+            {"stub_space": self.stub_space, **urls},
+        )
+        self.conn.execute(statements()["create_others"])
+        self.objects = int(
+            self.conn.execute("SELECT coalesce(sum(objects), 0) FROM sums").fetchone()[0]
+        )
+        self.conn.execute("DROP TABLE sums")
+
+    def first_malformed(self) -> InventoryError:
+        """The error naming the first malformed row of the first source that has one."""
+        for number, source in enumerate(self.sources):
+            objects, params = relation(source, number)
+            row = self.conn.execute(
+                statements()["bad_row"].format(objects=objects), params
+            ).fetchone()
+            if row is not None:
+                return malformed(source, row)
+        raise AssertionError("a malformed row was counted but is not found")
 
     def versions(self, customer: int) -> list[tuple[int | None, str, bool, bool, int, int, int]]:
         """A customer's versions and delete markers per (space, storage class, is latest, is
@@ -286,19 +310,22 @@ class InventorySums:
 
 
 @contextmanager
-def read_errors(source: Source) -> Iterator[None]:
-    """Turns DuckDB's errors while reading a source into one InventoryError naming its report
-    (and its data file, where DuckDB names one)."""
+def read_errors(*sources: Source) -> Iterator[None]:
+    """Turns DuckDB's errors while reading `sources` into one InventoryError naming the report
+    (the first's, unless DuckDB names a data file of another) and the data file DuckDB names."""
     import duckdb
 
     try:
         yield
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        for path, url in zip(source.files, source.urls, strict=True):
-            first = first.replace(str(path), url)
+        report = sources[0].report
+        for source in sources:
+            for path, url in zip(source.files, source.urls, strict=True):
+                if str(path) in first:
+                    first, report = first.replace(str(path), url), source.report
         raise InventoryError(
-            f"inventory report {source.report.manifest_url} is unreadable: {first}"
+            f"inventory report {report.manifest_url} is unreadable: {first}"
         ) from exc
 
 
