@@ -295,3 +295,34 @@ def spawn(process_env: dict[str, str]) -> Iterator[Callable[..., subprocess.Pope
         if process.poll() is None:
             process.kill()
         process.communicate()
+
+
+# A versioned storage bucket with every kind of entry the bill counts, and an unversioned
+# thumbnails bucket: customer 2's space 5 holds a key with a noncurrent version, a deleted key,
+# an object in STANDARD_IA and an unfinished upload of two parts; `2/pdf/` is outside any space,
+# `transient/` outside any customer and customer 3 is another customer.
+FIRST_PART = 5 * 1024 * 1024
+SECOND_PART = 1234
+
+
+def put_versioned(client: Any, storage: str, thumbs: str) -> None:
+    client.put_bucket_versioning(Bucket=storage, VersioningConfiguration={"Status": "Enabled"})
+    for key, size, storage_class in [
+        ("2/5/a", 100, "STANDARD"), ("2/5/a", 300, "STANDARD"), ("2/5/b", 50, "STANDARD"),
+        ("2/5/ia", 10, "STANDARD_IA"), ("2/pdf/x", 7, "STANDARD"), ("transient/x", 3, "STANDARD"),
+        ("3/1/c", 9, "STANDARD"),
+    ]:  # fmt: skip
+        client.put_object(Bucket=storage, Key=key, Body=b"\0" * size, StorageClass=storage_class)
+    client.delete_object(Bucket=storage, Key="2/5/b")
+    upload = client.create_multipart_upload(Bucket=storage, Key="2/5/big")["UploadId"]
+    for number, size in ((1, FIRST_PART), (2, SECOND_PART)):
+        client.upload_part(
+            Bucket=storage, Key="2/5/big", UploadId=upload, PartNumber=number, Body=b"\0" * size
+        )
+    client.put_object(Bucket=thumbs, Key="2/5/a/open/100.jpg", Body=b"\0" * 5)
+
+
+@pytest.fixture
+def versioned(s3: S3Client) -> None:
+    """`put_versioned` on moto's buckets."""
+    put_versioned(s3, STORAGE, THUMBS)
