@@ -20,6 +20,7 @@ from moto.server import ThreadedMotoServer
 from psycopg.conninfo import make_conninfo
 
 from storage_calc import db, embedded
+from storage_calc.billable import Billable
 from storage_calc.cli import cli
 from storage_calc.config import Settings, parse_location
 from storage_calc.demo import free_port
@@ -295,6 +296,16 @@ def spawn(process_env: dict[str, str]) -> Iterator[Callable[..., subprocess.Pope
         if process.poll() is None:
             process.kill()
         process.communicate()
+
+
+def billable_row(customer: int, space: int | None, **figures: object) -> Billable:
+    """A row with every figure 0 but those given."""
+    values: dict[str, object] = {
+        "current_objects": 0, "current_bytes": 0, "billed_bytes": 0, "noncurrent_versions": 0,
+        "noncurrent_bytes": 0, "delete_markers": 0, "incomplete_uploads": 0,
+        "incomplete_upload_bytes": 0, "oldest_upload": None, "by_storage_class": {},
+    }  # fmt: skip
+    return Billable(customer, space, **(values | figures))  # type: ignore[arg-type]
 
 
 # A versioned storage bucket with every kind of entry the bill counts, and an unversioned

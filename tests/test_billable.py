@@ -7,21 +7,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from storage_calc.billable import Billable, BillableTally, billed_size
+from storage_calc.billable import BillableTally, billed_size
+from tests.conftest import billable_row as row
 
 KIB = 1024
 JAN = datetime(2026, 1, 1, tzinfo=UTC)
 FEB = datetime(2026, 2, 1, tzinfo=UTC)
-
-
-def row(customer: int, space: int | None, **figures: object) -> Billable:
-    """A row with every figure 0 but those given."""
-    values: dict[str, object] = {
-        "current_objects": 0, "current_bytes": 0, "billed_bytes": 0, "noncurrent_versions": 0,
-        "noncurrent_bytes": 0, "delete_markers": 0, "incomplete_uploads": 0,
-        "incomplete_upload_bytes": 0, "oldest_upload": None, "by_storage_class": {},
-    }  # fmt: skip
-    return Billable(customer, space, **(values | figures))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("storage_class", [None, "STANDARD", "INTELLIGENT_TIERING"])

@@ -18,8 +18,8 @@ from storage_calc.listing import S3Client
 from storage_calc.model import Location, LocationKind, Spaces
 from storage_calc.versions import billable_of
 from tests.conftest import FIRST_PART, SECOND_PART, STORAGE, THUMBS
+from tests.conftest import billable_row as row
 from tests.databases import created_database
-from tests.test_billable import row
 
 Conn = psycopg.Connection[Any]
 Invoke = Callable[..., Result]
