@@ -13,10 +13,11 @@ What the servers the tests run against do (moto 5, SeaweedFS 4):
 - ListObjectVersions: both implement it, with IsLatest, StorageClass and delete markers, and
   both page correctly by KeyMarker and VersionIdMarker together. With KeyMarker alone moto
   answers the marker's key again (a client following it never ends) and SeaweedFS skips keys.
-  SeaweedFS also loses, whatever MaxKeys, the versions of a name that is both a key and the
-  parent of keys (`2/5/foo` beside `2/5/foo/original`) and of names sorting between them
-  (`2/5/foo bar`) once a listing is paged past them: only a prefix whose versions fit in one
-  page (1,000) is complete there.
+  SeaweedFS also loses versions around a name that is both a key and the parent of keys
+  (`2/5/foo` beside `2/5/foo/original`; which of them, and of the names sorting between them
+  such as `2/5/foo bar`, depends on where the pages end) once a listing is paged past them,
+  with both markers: there, a prefix is complete only where its versions fit in one page
+  (1,000) or no name is also a parent.
 - ListMultipartUploads: both implement it. moto ignores MaxUploads (one page), answers in the
   order the uploads were started and gives every upload the same `Initiated`
   (2010-11-10T20:48:33Z). SeaweedFS answers in the order of its upload ids and, truncated,
