@@ -49,6 +49,15 @@ ARCHIVE_OVERHEAD: dict[str, int] = {
 }
 
 
+def billing_classes() -> dict[str, tuple[int, int]]:
+    """The classes billed otherwise than by size: class -> (minimum billed size, overhead
+    added to every object), for sums made outside Python (an inventory summed in SQL)."""
+    return {
+        cls: (MINIMUM_BILLED_SIZE.get(cls, 0), ARCHIVE_OVERHEAD.get(cls, 0))
+        for cls in sorted(MINIMUM_BILLED_SIZE.keys() | ARCHIVE_OVERHEAD.keys())
+    }
+
+
 def billed_size(size: int, storage_class: str | None) -> int:
     """The bytes S3 bills for one object or version of `size` bytes in `storage_class`
     (None, as servers answer for STANDARD, is STANDARD)."""
@@ -126,15 +135,10 @@ class BillableTally:
     outside_entries: int = 0
     outside_billed_bytes: int = 0
 
-    def _sums(self, key: str, billed: int) -> _Sums | None:
-        found = owner(key)
-        if found is None:
-            self.outside_entries += 1
-            self.outside_billed_bytes += billed
-            return None
-        sums = self.sums.get(found)
+    def _sums(self, scope: tuple[int, int | None]) -> _Sums:
+        sums = self.sums.get(scope)
         if sums is None:
-            sums = self.sums[found] = _Sums()
+            sums = self.sums[scope] = _Sums()
         return sums
 
     def add_version(
@@ -148,28 +152,49 @@ class BillableTally:
         """One version or delete marker of `key` (relative to its location's prefix). A
         current delete marker hides its key: no current object is counted for it."""
         billed = 0 if is_delete_marker else billed_size(size, storage_class)
-        sums = self._sums(key, billed)
-        if sums is None:
+        scope = owner(key)
+        if scope is None:
+            self.outside_entries += 1
+            self.outside_billed_bytes += billed
             return
+        self.add_versions(scope, storage_class, is_latest, is_delete_marker, 1, size, billed)
+
+    def add_versions(
+        self,
+        scope: tuple[int, int | None],
+        storage_class: str | None,
+        is_latest: bool,
+        is_delete_marker: bool,
+        count: int,
+        size: int,
+        billed: int,
+    ) -> None:
+        """`count` versions (or delete markers) of (customer, space) `scope` in one storage
+        class, of `size` bytes and `billed` billed bytes in all: what `add_version` adds one
+        at a time, summed elsewhere (an inventory summed in SQL)."""
+        sums = self._sums(scope)
         if is_delete_marker:
-            sums.delete_markers += 1
+            sums.delete_markers += count
             return
         sums.billed_bytes += billed
         if is_latest:
             cls = storage_class or STANDARD
-            sums.current_objects += 1
+            sums.current_objects += count
             sums.current_bytes += size
             sums.by_storage_class[cls] = sums.by_storage_class.get(cls, 0) + size
         else:
-            sums.noncurrent_versions += 1
+            sums.noncurrent_versions += count
             sums.noncurrent_bytes += size
 
     def add_upload(self, key: str, size: int, initiated: datetime) -> None:
         """One unfinished multipart upload of `key` (relative to its location's prefix), whose
         uploaded parts hold `size` bytes, started at `initiated`."""
-        sums = self._sums(key, size)
-        if sums is None:
+        scope = owner(key)
+        if scope is None:
+            self.outside_entries += 1
+            self.outside_billed_bytes += size
             return
+        sums = self._sums(scope)
         sums.incomplete_uploads += 1
         sums.incomplete_upload_bytes += size
         sums.billed_bytes += size

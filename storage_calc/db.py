@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from functools import cache
 from importlib import resources
@@ -816,7 +815,7 @@ def write_billable(
             cur.executemany(
                 query("insert_billable"),
                 [
-                    dataclasses.asdict(row)
+                    asdict(row)
                     | {"by_storage_class": Jsonb(dict(row.by_storage_class)), "checked": checked}
                     for row in kept
                 ],

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from storage_calc.billable import BillableTally, billed_size
+from storage_calc.billable import BillableTally, billed_size, billing_classes
 from tests.conftest import billable_row as row
 
 KIB = 1024
@@ -116,3 +116,20 @@ def test_merged_tallies_sum_like_one() -> None:
     one.merge(two)
     assert one.rows() == both.rows()
     assert (one.outside_entries, one.outside_billed_bytes) == (1, 1)
+
+
+def test_sums_made_elsewhere_add_up_like_single_versions() -> None:
+    one_by_one, summed = BillableTally(), BillableTally()
+    for size in (1, 200 * KIB):
+        one_by_one.add_version("2/5/a", size, "GLACIER_IR", False, False)
+    one_by_one.add_version("2/5/a", 0, None, True, True)
+    summed.add_versions((2, 5), "GLACIER_IR", False, False, 2, 1 + 200 * KIB, 328 * KIB)
+    summed.add_versions((2, 5), None, True, True, 1, 0, 0)
+    assert summed.rows() == one_by_one.rows()
+
+
+def test_billing_classes_give_each_class_its_minimum_and_overhead() -> None:
+    assert billing_classes() == {
+        "DEEP_ARCHIVE": (0, 40 * KIB), "GLACIER": (0, 40 * KIB), "GLACIER_IR": (128 * KIB, 0),
+        "ONEZONE_IA": (128 * KIB, 0), "STANDARD_IA": (128 * KIB, 0),
+    }  # fmt: skip
