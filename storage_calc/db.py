@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from functools import cache
 from importlib import resources
@@ -16,7 +16,9 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
 
+from storage_calc.billable import Billable
 from storage_calc.errors import ConfigError, DatabaseError
 from storage_calc.layouts import UniqueKey, read_layout
 from storage_calc.model import (
@@ -822,3 +824,41 @@ class Database:
 
     def close(self) -> None:
         self._conn.close()
+
+
+# Billable bytes: what S3 bills for storage per customer and space, in the job's own table
+# storage_calc.billable_storage, never in the platform's.
+
+
+def write_billable(
+    conn: Connection, customer: int, spaces: Spaces, rows: Sequence[Billable], checked: datetime
+) -> None:
+    """Replaces, in one transaction, the customer's billable rows of `spaces` with those of
+    `rows` in them; computing the whole customer (every space, none excluded) also replaces its
+    row outside any space. `checked` is when its listing started."""
+    whole = spaces.only is None and not spaces.excluded
+    with (
+        translated(f"writing the billable bytes of customer {customer} failed"),
+        conn.transaction(),
+    ):
+        execute(conn, "delete_billable", customer=customer, whole=whole, **spaces_params(spaces))
+        kept = [
+            row
+            for row in rows
+            if row.customer == customer
+            and (whole if row.space is None else spaces.includes(row.space))
+        ]
+        with conn.cursor() as cur:
+            cur.executemany(
+                query("insert_billable"),
+                [
+                    asdict(row)
+                    | {"by_storage_class": Jsonb(dict(row.by_storage_class)), "checked": checked}
+                    for row in kept
+                ],
+            )
+
+
+def billable_rows(conn: Connection, customer: int | None) -> list[Billable]:
+    """The billable rows of `customer` (None: of every customer), by customer and space."""
+    return fetch(conn, "billable_rows", Billable, "the billable bytes", customer=customer)

@@ -232,8 +232,11 @@ def list_pages(
         request["ContinuationToken"] = token
 
 
-def call_s3(operation: Any, request: dict[str, Any], where: str) -> dict[str, Any]:
-    """`operation(**request)`, with boto3's failures turned into one-line ListingErrors."""
+def call_s3(
+    operation: Any, request: dict[str, Any], where: str, permission: str = "s3:ListBucket"
+) -> dict[str, Any]:
+    """`operation(**request)`, with boto3's failures turned into one-line ListingErrors; an
+    access denied names `permission`, the one the operation needs."""
     try:
         return operation(**request)  # type: ignore[no-any-return]  # botocore is untyped
     except NoCredentialsError as exc:
@@ -244,19 +247,19 @@ def call_s3(operation: Any, request: dict[str, Any], where: str) -> dict[str, An
     except (EndpointConnectionError, ConnectTimeoutError) as exc:
         raise ListingError(f"cannot reach S3 for {where}: {exc}") from exc
     except ClientError as exc:
-        raise ListingError(describe_client_error(exc, where)) from exc
+        raise ListingError(describe_client_error(exc, where, permission)) from exc
     except BotoCoreError as exc:
         raise ListingError(f"listing {where} failed: {exc}") from exc
 
 
-def describe_client_error(exc: ClientError, where: str) -> str:
+def describe_client_error(exc: ClientError, where: str, permission: str = "s3:ListBucket") -> str:
     error = exc.response.get("Error", {})
     code = error.get("Code", "")
     bucket = where.removeprefix("s3://").split("/", 1)[0]
     if code == "NoSuchBucket":
         return f"bucket {bucket!r} does not exist (check --storage-bucket / --thumbs-bucket)"
     if code in ("AccessDenied", "403", "AllAccessDisabled"):
-        return f"access denied listing {where}: the credentials need s3:ListBucket on {bucket!r}"
+        return f"access denied listing {where}: the credentials need {permission} on {bucket!r}"
     if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"):
         return f"S3 refused the credentials ({code}) listing {where}"
     message = error.get("Message") or str(exc)

@@ -8,11 +8,13 @@ per-asset figures belong in the database, never in label values.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, pushadd_to_gateway
 from prometheus_client.exposition import start_http_server
 
+from storage_calc.billable import Billable
 from storage_calc.errors import StorageCalcError
 from storage_calc.model import Outcome, RunReport
 from storage_calc.progress import RunProgress
@@ -60,6 +62,19 @@ class RunMetrics:
         )
         for label in CUSTOMER_OUTCOMES:
             self.customers.labels(label)
+        self.billable_bytes = self.gauge(
+            "last_run_billable_bytes",
+            "Bytes S3 bills for storage of the customers the last run computed them for: current, "
+            "noncurrent, incomplete_upload (parts of unfinished multipart uploads), and billed "
+            "(all of it, at the billed sizes of the storage classes).",
+            ("kind",),
+        )
+        self.billable_objects = self.gauge(
+            "last_run_billable_objects",
+            "Entries S3 bills for storage of the customers the last run computed them for: "
+            "current, noncurrent (versions), delete_marker and incomplete_upload.",
+            ("kind",),
+        )
 
     def gauge(self, name: str, documentation: str, labels: tuple[str, ...] = ()) -> Gauge:
         """A gauge `storage_calc_<name>` in this registry."""
@@ -80,9 +95,36 @@ class RunMetrics:
             self.customers.labels(label).set(len(report.with_outcome(outcome)))
         self.orphan_bytes.set(report.orphan_bytes)
         self.drift_bytes.set(report.drift_bytes)
+        # A run that computed no billable bytes leaves these out, so that a pushed group keeps
+        # the figures of the last run that did.
+        if report.billable is not None:
+            for kind, value in billable_bytes(report.billable).items():
+                self.billable_bytes.labels(kind).set(value)
+            for kind, value in billable_objects(report.billable).items():
+                self.billable_objects.labels(kind).set(value)
 
 
 CUSTOMER_OUTCOMES = {"computed": Outcome.DONE, "failed": Outcome.FAILED, "skipped": Outcome.LOCKED}
+
+
+def billable_bytes(rows: Sequence[Billable]) -> dict[str, int]:
+    """The bytes of `rows` summed by the `kind` label."""
+    return {
+        "current": sum(r.current_bytes for r in rows),
+        "noncurrent": sum(r.noncurrent_bytes for r in rows),
+        "incomplete_upload": sum(r.incomplete_upload_bytes for r in rows),
+        "billed": sum(r.billed_bytes for r in rows),
+    }
+
+
+def billable_objects(rows: Sequence[Billable]) -> dict[str, int]:
+    """The entries of `rows` counted by the `kind` label."""
+    return {
+        "current": sum(r.current_objects for r in rows),
+        "noncurrent": sum(r.noncurrent_versions for r in rows),
+        "delete_marker": sum(r.delete_markers for r in rows),
+        "incomplete_upload": sum(r.incomplete_uploads for r in rows),
+    }
 
 
 def succeeded_run(report: RunReport) -> bool:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from storage_calc.billable import Billable
 
 
 class LocationKind(enum.Enum):
@@ -256,6 +260,8 @@ class CustomerResult:
     error: str | None = None
     seconds: float = 0.0
     misfiled: Misfiled = field(default_factory=Misfiled)
+    # What S3 bills for the customer, per space, where the run computed it; None where not.
+    billable: tuple[Billable, ...] | None = None
 
     @property
     def orphan_objects(self) -> int:
@@ -324,6 +330,13 @@ class RunReport:
     @property
     def unattributed(self) -> int:
         return self._total("unattributed_objects") + self.unattributed_objects
+
+    @property
+    def billable(self) -> tuple[Billable, ...] | None:
+        """The billable rows of the customers whose billable bytes the run computed; None if
+        it computed none."""
+        computed = [c.billable for c in self.customers if c.billable is not None]
+        return tuple(row for rows in computed for row in rows) if computed else None
 
     @property
     def misfiled(self) -> int:

@@ -140,6 +140,27 @@ class QuotaUse:
     size_percent: Decimal
 
 
+@dataclass(frozen=True)
+class BillableStorage:
+    """What S3 bills for storage for a customer's space (`space` None: its keys outside any
+    space), as the latest computation of it found (see `storage_calc.billable`)."""
+
+    customer: int
+    space: int | None
+    current_objects: int
+    current_bytes: int
+    billed_bytes: int
+    noncurrent_versions: int
+    noncurrent_bytes: int
+    delete_markers: int
+    incomplete_uploads: int
+    incomplete_upload_bytes: int
+    oldest_upload: datetime | None
+    by_storage_class: dict[str, int]
+    last_checked: datetime
+    last_calculated: datetime
+
+
 def recent_runs(conn: db.Connection, limit: int) -> list[RunRow]:
     return db.fetch(conn, "recent_runs", RunRow, "the run history", limit=limit)
 
@@ -182,6 +203,13 @@ def quota_use(
     """Customers (of `customers`, or all) using at least `margin` percent of a limit of their
     policy, compared exactly (no rounding, no floating point)."""
     return db.fetch(conn, "quota", QuotaUse, "quota", margin=margin, customers=customers)
+
+
+def billable_storage(conn: db.Connection, customer: int | None) -> list[BillableStorage]:
+    """The billable bytes of every customer (or one), per space, by customer and space."""
+    return db.fetch(
+        conn, "billable_report", BillableStorage, "the billable bytes", customer=customer
+    )
 
 
 def as_json(row: Any) -> dict[str, Any]:

@@ -173,6 +173,27 @@ QUOTA = (
     Column("used", lambda r: format_percent(r.size_percent)),
 )
 
+
+def format_classes(by_storage_class: dict[str, int]) -> str:
+    return ", ".join(f"{cls} {format_bytes(size)}" for cls, size in by_storage_class.items())
+
+
+BILLABLE = (
+    Column("customer", lambda r: str(r.customer)),
+    Column("space", lambda r: "none" if r.space is None else str(r.space)),
+    Column("objects", lambda r: f"{r.current_objects:,}"),
+    Column("current", lambda r: format_bytes(r.current_bytes)),
+    Column("billed", lambda r: format_bytes(r.billed_bytes)),
+    Column("noncurrent", lambda r: f"{r.noncurrent_versions:,}"),
+    Column("size", lambda r: format_bytes(r.noncurrent_bytes)),
+    Column("delete markers", lambda r: f"{r.delete_markers:,}"),
+    Column("uploads", lambda r: f"{r.incomplete_uploads:,}"),
+    Column("size", lambda r: format_bytes(r.incomplete_upload_bytes)),
+    Column("oldest upload (UTC)", lambda r: format_time(r.oldest_upload), number=False),
+    Column("current by class", lambda r: format_classes(r.by_storage_class), number=False),
+    Column("calculated (UTC)", lambda r: format_time(r.last_calculated), number=False),
+)
+
 # Which columns show which report row, so a caller needs only the rows.
 COLUMNS: dict[type, tuple[Column, ...]] = {
     reports.RunRow: RUNS,
@@ -183,6 +204,7 @@ COLUMNS: dict[type, tuple[Column, ...]] = {
     reports.SpaceOrphanRow: SPACE_ORPHANS,
     reports.MisfiledAssets: MISFILED,
     reports.QuotaUse: QUOTA,
+    reports.BillableStorage: BILLABLE,
 }
 
 

@@ -20,6 +20,7 @@ from moto.server import ThreadedMotoServer
 from psycopg.conninfo import make_conninfo
 
 from storage_calc import db, embedded
+from storage_calc.billable import Billable
 from storage_calc.cli import cli
 from storage_calc.config import Settings, parse_location
 from storage_calc.demo import free_port
@@ -303,3 +304,44 @@ def spawn(process_env: dict[str, str]) -> Iterator[Callable[..., subprocess.Pope
         if process.poll() is None:
             process.kill()
         process.communicate()
+
+
+def billable_row(customer: int, space: int | None, **figures: object) -> Billable:
+    """A row with every figure 0 but those given."""
+    values: dict[str, object] = {
+        "current_objects": 0, "current_bytes": 0, "billed_bytes": 0, "noncurrent_versions": 0,
+        "noncurrent_bytes": 0, "delete_markers": 0, "incomplete_uploads": 0,
+        "incomplete_upload_bytes": 0, "oldest_upload": None, "by_storage_class": {},
+    }  # fmt: skip
+    return Billable(customer, space, **(values | figures))  # type: ignore[arg-type]
+
+
+# A versioned storage bucket with every kind of entry the bill counts, and an unversioned
+# thumbnails bucket: customer 2's space 5 holds a key with a noncurrent version, a deleted key,
+# an object in STANDARD_IA and an unfinished upload of two parts; `2/pdf/` is outside any space,
+# `transient/` outside any customer and customer 3 is another customer.
+FIRST_PART = 5 * 1024 * 1024
+SECOND_PART = 1234
+
+
+def put_versioned(client: Any, storage: str, thumbs: str) -> None:
+    client.put_bucket_versioning(Bucket=storage, VersioningConfiguration={"Status": "Enabled"})
+    for key, size, storage_class in [
+        ("2/5/a", 100, "STANDARD"), ("2/5/a", 300, "STANDARD"), ("2/5/b", 50, "STANDARD"),
+        ("2/5/ia", 10, "STANDARD_IA"), ("2/pdf/x", 7, "STANDARD"), ("transient/x", 3, "STANDARD"),
+        ("3/1/c", 9, "STANDARD"),
+    ]:  # fmt: skip
+        client.put_object(Bucket=storage, Key=key, Body=b"\0" * size, StorageClass=storage_class)
+    client.delete_object(Bucket=storage, Key="2/5/b")
+    upload = client.create_multipart_upload(Bucket=storage, Key="2/5/big")["UploadId"]
+    for number, size in ((1, FIRST_PART), (2, SECOND_PART)):
+        client.upload_part(
+            Bucket=storage, Key="2/5/big", UploadId=upload, PartNumber=number, Body=b"\0" * size
+        )
+    client.put_object(Bucket=thumbs, Key="2/5/a/open/100.jpg", Body=b"\0" * 5)
+
+
+@pytest.fixture
+def versioned(s3: S3Client) -> None:
+    """`put_versioned` on moto's buckets."""
+    put_versioned(s3, STORAGE, THUMBS)

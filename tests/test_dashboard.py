@@ -12,9 +12,12 @@ from typing import Any
 import pytest
 import yaml
 
-from storage_calc import calculator
+from storage_calc import calculator, db
+from storage_calc.billable import BillableTally
 from storage_calc.config import Settings
 from storage_calc.listing import S3Client
+from storage_calc.model import Spaces
+from storage_calc.versions import billable_of
 from tests.conftest import STORAGE, THUMBS
 
 ROOT = Path(__file__).parent.parent
@@ -42,7 +45,8 @@ def history(
     s3: S3Client,
     conn: Any,
 ) -> None:
-    """Two real runs: the second finds a change and an orphan; customer 3 is at its quota."""
+    """Two real runs: the second finds a change and an orphan; customer 3 is at its quota;
+    customer 2's billable bytes are listed and written."""
     conn.execute(
         "INSERT INTO \"StoragePolicies\" VALUES ('small', 10, 300);"
         ' INSERT INTO "CustomerStorage" ("Customer", "Space", "StoragePolicy",'
@@ -55,6 +59,9 @@ def history(
     calculator.run(settings, s3)
     put(STORAGE, {"2/5/a": 150, "2/5/gone": 9})
     calculator.run(settings, s3)
+    tally = BillableTally()
+    billable_of(s3, settings.locations, "2/", tally)
+    db.write_billable(conn, 2, Spaces(), tally.rows(), db.server_now(conn))
 
 
 @pytest.mark.parametrize("panel", PANELS, ids=[p["title"] for p in PANELS])

@@ -103,6 +103,7 @@ def test_the_projects_own_tables_are_in_their_own_schema(conn: psycopg.Connectio
         " WHERE table_schema = 'storage_calc' ORDER BY 1"
     ).fetchall()
     assert tables == [
+        ("billable_storage", "BASE TABLE"),
         ("changes", "BASE TABLE"),
         ("customer_orphans", "VIEW"),
         ("customer_runs", "BASE TABLE"),

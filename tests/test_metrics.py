@@ -9,7 +9,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -24,6 +24,7 @@ from storage_calc.listing import S3Client
 from storage_calc.model import RunReport, Scope, Shard
 from storage_calc.progress import RunProgress
 from tests.conftest import STORAGE, THUMBS
+from tests.conftest import billable_row as row
 
 Invoke = Callable[..., Result]
 
@@ -73,6 +74,41 @@ def test_no_metric_is_labelled_by_customer_or_asset(report: RunReport) -> None:
     text = generate_latest(run_metrics.registry).decode()
     labels = {name for _, pairs in samples(text) for name, _ in pairs}
     assert labels == {"outcome"}
+
+
+def billed(report: RunReport) -> RunReport:
+    """`report` as if the run had also computed customer 2's billable bytes in two spaces."""
+    rows = (
+        row(2, 5, current_objects=2, current_bytes=300, noncurrent_versions=1,
+            noncurrent_bytes=100, delete_markers=1, incomplete_uploads=1,
+            incomplete_upload_bytes=7, billed_bytes=131_079),
+        row(2, None, current_objects=1, current_bytes=5, billed_bytes=5),
+    )  # fmt: skip
+    customers = tuple(replace(c, billable=rows) for c in report.customers)
+    return replace(report, customers=customers)
+
+
+def test_a_run_with_billable_bytes_gives_their_totals_by_kind(report: RunReport) -> None:
+    run_metrics = metrics.RunMetrics(CollectorRegistry())
+    run_metrics.observe(billed(report))
+    found = samples(generate_latest(run_metrics.registry).decode())
+    assert {k: v for k, v in found.items() if "billable" in k[0]} == {
+        ("storage_calc_last_run_billable_bytes", (("kind", "current"),)): 305.0,
+        ("storage_calc_last_run_billable_bytes", (("kind", "noncurrent"),)): 100.0,
+        ("storage_calc_last_run_billable_bytes", (("kind", "incomplete_upload"),)): 7.0,
+        ("storage_calc_last_run_billable_bytes", (("kind", "billed"),)): 131_084.0,
+        ("storage_calc_last_run_billable_objects", (("kind", "current"),)): 3.0,
+        ("storage_calc_last_run_billable_objects", (("kind", "noncurrent"),)): 1.0,
+        ("storage_calc_last_run_billable_objects", (("kind", "delete_marker"),)): 1.0,
+        ("storage_calc_last_run_billable_objects", (("kind", "incomplete_upload"),)): 1.0,
+    }
+
+
+def test_billable_totals_are_labelled_by_kind_only(report: RunReport) -> None:
+    run_metrics = metrics.ScheduleMetrics()
+    run_metrics.observe(billed(report))
+    text = generate_latest(run_metrics.registry).decode()
+    assert {name for _, pairs in samples(text) for name, _ in pairs} == {"outcome", "kind"}
 
 
 def test_a_failed_run_exports_no_last_success(

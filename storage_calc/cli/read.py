@@ -255,6 +255,27 @@ def report_quota(quota_margin: Decimal, as_json: bool, **params: Any) -> None:
     print_rows(rows, as_json, f"no customer uses {quota_margin}% or more of a policy limit")
 
 
+@report_group.command("billable")
+@customer_filter
+@json_option
+@database_option
+def report_billable(customer: int | None, as_json: bool, **params: Any) -> None:
+    """Show what S3 bills for storage per customer and space, beyond the current objects the
+    platform's figures count: current bytes by storage class, billed bytes (minimum sizes of
+    the Infrequent Access classes, overhead of the archive classes), noncurrent versions,
+    delete markers and unfinished multipart uploads with the oldest one's start. Space
+    "none" holds the keys under the customer's prefix outside any space.
+
+    \b
+    Examples:
+        storage-calc report billable
+        storage-calc report billable --customer 2 --json
+    """
+    with connected(params) as conn:
+        rows = reports.billable_storage(conn, customer)
+    print_rows(rows, as_json, "no billable bytes recorded")
+
+
 @click.command("serve")
 @option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))

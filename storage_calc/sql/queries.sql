@@ -570,3 +570,42 @@ WHERE (images * 100::numeric >= max_images * %(margin)s::numeric
        OR size_bytes * 100::numeric >= max_size_bytes * %(margin)s::numeric)
   AND (%(customers)s::int[] IS NULL OR customer = ANY (%(customers)s::int[]))
 ORDER BY greatest(images_percent, size_percent) DESC, customer;
+
+-- name: delete_billable
+-- Removes a customer's billable rows of the spaces computed (%(only)s but not %(excluded)s), and
+-- its row outside any space when %(whole)s, the whole customer, is computed.
+DELETE FROM storage_calc.billable_storage
+WHERE customer = %(customer)s
+  AND CASE WHEN space IS NULL THEN %(whole)s
+           ELSE (%(only)s::int[] IS NULL OR space = ANY (%(only)s::int[]))
+                AND space <> ALL (%(excluded)s::int[]) END;
+
+-- name: insert_billable
+-- One billable row of a customer's space (or of its keys outside any space).
+INSERT INTO storage_calc.billable_storage (
+    customer, space, current_objects, current_bytes, billed_bytes, noncurrent_versions,
+    noncurrent_bytes, delete_markers, incomplete_uploads, incomplete_upload_bytes, oldest_upload,
+    by_storage_class, last_checked
+) VALUES (
+    %(customer)s, %(space)s, %(current_objects)s, %(current_bytes)s, %(billed_bytes)s,
+    %(noncurrent_versions)s, %(noncurrent_bytes)s, %(delete_markers)s, %(incomplete_uploads)s,
+    %(incomplete_upload_bytes)s, %(oldest_upload)s, %(by_storage_class)s, %(checked)s
+);
+
+-- name: billable_rows
+-- The billable rows of one customer (or of all), by customer, then space with none first.
+SELECT customer, space, current_objects, current_bytes, billed_bytes, noncurrent_versions,
+       noncurrent_bytes, delete_markers, incomplete_uploads, incomplete_upload_bytes,
+       oldest_upload, by_storage_class
+FROM storage_calc.billable_storage
+WHERE %(customer)s::int IS NULL OR customer = %(customer)s
+ORDER BY customer, space NULLS FIRST;
+
+-- name: billable_report
+-- The billable rows of one customer (or of all) with when they were listed and written.
+SELECT customer, space, current_objects, current_bytes, billed_bytes, noncurrent_versions,
+       noncurrent_bytes, delete_markers, incomplete_uploads, incomplete_upload_bytes,
+       oldest_upload, by_storage_class, last_checked, last_calculated
+FROM storage_calc.billable_storage
+WHERE %(customer)s::int IS NULL OR customer = %(customer)s
+ORDER BY customer, space NULLS FIRST;
