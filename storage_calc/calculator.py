@@ -14,6 +14,7 @@ from datetime import datetime
 import structlog
 
 from storage_calc import db
+from storage_calc.billable import Billable, BillableTally
 from storage_calc.config import Settings
 from storage_calc.errors import (
     ConfigError,
@@ -42,6 +43,7 @@ from storage_calc.progress import RunProgress
 from storage_calc.ranges import EmptyBeyond, KeyRange, RangeCut, registry_slices
 from storage_calc.rollup import Tally
 from storage_calc.shards import shard_spaces
+from storage_calc.versions import billable_of, uploads_of
 
 log = structlog.get_logger("storage_calc")
 
@@ -295,6 +297,8 @@ class Listed:
     sums: ScopeSums
     conn: db.Connection
     staged: int
+    # What S3 bills for the customer's spaces, where the run computes it (`--billable`).
+    billable: tuple[Billable, ...] | None = None
 
 
 def start_customer(
@@ -353,13 +357,14 @@ def finish_customer(job: Job, database: db.Database, pending: Pending) -> Custom
             changes = db.write_staged(
                 listed.conn, job.layout, pending.customer, pending.spaces, pending.asset_id,
                 listed.staged, pending.checked, job.dry_run, lock_holder=holder,
+                billable=listed.billable,
             )  # fmt: skip
             pending.write_seconds = round(time.monotonic() - writing, 3)
             sums = listed.sums
             pending.result = CustomerResult(
                 pending.customer, Outcome.DONE, sums.objects, sums.bytes, listed.staged,
                 sums.unattributed_objects, sums.unattributed_bytes, sums.orphans,
-                changes, misfiled=pending.misfiled,
+                changes, misfiled=pending.misfiled, billable=listed.billable,
             )  # fmt: skip
             release(database, pending.customer)
         except Exception as exc:
@@ -436,12 +441,13 @@ def list_customer(job: Job, customer: int, spaces: Spaces, asset: AssetKey | Non
     conn = job.connections.take()
     try:
         db.start_staging(conn)
+        billable = billable_rows(job, customer, spaces) if asset is None else None
         if job.inventory is not None:
             asset_id = asset.id if asset else None
             sums, staged = stage_customer(
                 job.inventory, conn, job.layout, customer, spaces, asset_id
             )
-            return Listed(sums, conn, staged)
+            return Listed(sums, conn, staged, billable)
         tally = job.tally({})
         stager = Stager(conn)
         if asset is not None:
@@ -451,7 +457,7 @@ def list_customer(job: Job, customer: int, spaces: Spaces, asset: AssetKey | Non
                 alone.merge(tally_asset(job, location, asset.id, registry))
             stager.add(alone.asset_rows())
             tally.merge(alone)
-            return Listed(tally.sums(), conn, stager.finish())
+            return Listed(tally.sums(), conn, stager.finish(), billable)
         if spaces.only is None:
             prefixes = {
                 prefix: locations
@@ -464,10 +470,35 @@ def list_customer(job: Job, customer: int, spaces: Spaces, asset: AssetKey | Non
         assets = db.stream_registry(conn, job.layout, customer, spaces)
         tasks = range_tasks(customer, assets, prefixes)
         tally_slices(job, tasks, tally, stager)
-        return Listed(tally.sums(), conn, stager.finish())
+        return Listed(tally.sums(), conn, stager.finish(), billable)
     except BaseException:
         give_back(job, conn)
         raise
+
+
+def billable_rows(job: Job, customer: int, spaces: Spaces) -> tuple[Billable, ...] | None:
+    """What S3 bills for the customer's `spaces`, where the run computes it: versions and
+    delete markers listed (or read from the inventory), unfinished uploads listed. The row of
+    the keys outside any space belongs to a run of every space."""
+    if not job.settings.billable:
+        return None
+    tally = BillableTally()
+    prefix = customer_prefix(customer) if spaces.one is None else space_prefix(customer, spaces.one)
+    if job.inventory is None:
+        billable_of(job.s3, job.settings.locations, prefix, tally)
+    else:
+        for space, cls, latest, marker, count, size, billed in job.inventory.sums.versions(
+            customer
+        ):
+            tally.add_versions((customer, space), cls, latest, marker, count, size, billed)
+        uploads_of(job.s3, job.settings.locations, prefix, tally)
+    whole = spaces.only is None and not spaces.excluded
+    return tuple(
+        row
+        for row in tally.rows()
+        if row.customer == customer
+        and (spaces.includes(row.space) if row.space is not None else whole)
+    )
 
 
 def discover(job: Job, tally: Tally, customer: int) -> dict[str, tuple[Location, ...]]:

@@ -49,6 +49,8 @@ class Settings:
     storage_inventory: Destination | None = None
     thumbs_inventory: Destination | None = None
     max_inventory_age: timedelta = DEFAULT_MAX_INVENTORY_AGE
+    # Also compute what S3 bills beyond current versions (storage_calc.billable).
+    billable: bool = False
 
 
 def parse_location(text: str, kind: LocationKind) -> Location:

@@ -524,6 +524,7 @@ def write_staged(
     checked: datetime,
     dry_run: bool,
     lock_holder: int | None = None,
+    billable: Sequence[Billable] | None = None,
 ) -> tuple[ScopeChange, ...]:
     """Writes a scope's staged figures (`staged` rows) in one transaction and returns the rows
     whose figures changed.
@@ -534,7 +535,8 @@ def write_staged(
     deleted. With `lock_holder`, the backend pid of the session that locked the customer, the
     write first checks, in its transaction, that this session still holds the lock. It then
     takes the customer's commit lock, so that the shards writing different spaces of one
-    customer refresh its customer-level row one after the other. A dry run does all of it and
+    customer refresh its customer-level row one after the other. `billable` rows, where the run
+    computed them, replace the scope's in the same transaction. A dry run does all of it and
     rolls back.
     """
     params = {
@@ -568,6 +570,8 @@ def write_staged(
             insert_image_storage(conn, layout, params)
         for name in ("delete_unregistered", "upsert_space_rows", "upsert_customer_row"):
             execute(conn, name, layout, **params)
+        if billable is not None:
+            write_billable(conn, customer, spaces, billable, checked)
         after = _customer_rows(conn, layout, customer)
     return tuple(
         ScopeChange(

@@ -16,6 +16,7 @@ from pathlib import Path
 import structlog
 
 from storage_calc import db
+from storage_calc.billable import billing_classes
 from storage_calc.config import Settings
 from storage_calc.errors import ConfigError, Interrupted, InventoryError
 from storage_calc.inventory import Report, check_age, download_report, latest_report
@@ -76,7 +77,8 @@ def opened(
         check_age(report, settings.max_inventory_age)
     with tempfile.TemporaryDirectory(prefix="storage-calc-inventory-") as tmp:
         directory = Path(tmp)
-        sums = InventorySums(directory, layout.customer_row_at_null, layout.asset_adjuncts)
+        billing = billing_classes() if settings.billable else None
+        sums = InventorySums(directory, layout.customer_row_at_null, layout.asset_adjuncts, billing)
         try:
             summing = 0.0
             for number, (location, report) in enumerate(reports):

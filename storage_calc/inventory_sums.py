@@ -142,7 +142,7 @@ def connect(directory: Path) -> Any:
         import duckdb
     except ImportError as exc:
         raise InventoryError(MISSING_LIBRARY) from exc
-    conn = duckdb.connect(str(directory / "sums.duckdb"))
+    conn = duckdb.connect()
     conn.execute("SET memory_limit = $limit", {"limit": MEMORY_LIMIT})
     conn.execute("SET temp_directory = $dir", {"dir": str(directory / "spill")})
     conn.execute("SET preserve_insertion_order = false")

@@ -129,13 +129,22 @@ def billable_of(
     (`{customer}/` for a customer) of each location, keys relative to the location's prefix."""
     for location in locations:
         cut = len(location.prefix)
-        full = location.prefix + prefix
-        for versions in list_versions(s3, location.bucket, full):
+        for versions in list_versions(s3, location.bucket, location.prefix + prefix):
             for v in versions:
                 tally.add_version(
                     v.key[cut:], v.size, v.storage_class, v.is_latest, v.is_delete_marker
                 )
-        for uploads in list_uploads(s3, location.bucket, full):
+    uploads_of(s3, locations, prefix, tally)
+
+
+def uploads_of(
+    s3: S3Client, locations: tuple[Location, ...], prefix: str, tally: BillableTally
+) -> None:
+    """Adds to `tally` every unfinished upload under `prefix` of each location, with the
+    bytes of its parts: what an inventory, which lists no upload, leaves out."""
+    for location in locations:
+        cut = len(location.prefix)
+        for uploads in list_uploads(s3, location.bucket, location.prefix + prefix):
             for u in uploads:
                 size = upload_size(s3, location.bucket, u.key, u.upload_id)
                 tally.add_upload(u.key[cut:], size, u.initiated)

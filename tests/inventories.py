@@ -18,6 +18,7 @@ import pyarrow.orc as orc
 import pyarrow.parquet as pq
 
 from storage_calc.listing import S3Client, list_pages
+from storage_calc.versions import list_versions
 from tests.conftest import INVENTORY, STORAGE
 
 DESTINATION = f"s3://{INVENTORY}/reports/{STORAGE}/nightly/"
@@ -171,4 +172,27 @@ def report_of_bucket(
     ]
     prefix = f"reports/{bucket}/nightly/"
     write_report(s3, rows, created, file_format, source=bucket, prefix=prefix)
+    return f"s3://{INVENTORY}/{prefix}"
+
+
+def versions_report_of_bucket(
+    s3: S3Client, bucket: str, file_format: str = "CSV", created: datetime = CREATED
+) -> str:
+    """Writes a report of all versions of `bucket`, as listed now, under
+    `reports/{bucket}/versions/` of the inventory bucket; returns its destination URL."""
+    rows = [
+        Row(
+            v.key,
+            None if v.is_delete_marker else v.size,
+            version_id=f"v{number}",
+            is_latest=v.is_latest,
+            is_delete_marker=v.is_delete_marker,
+            storage_class="" if v.is_delete_marker else v.storage_class or "STANDARD",
+            bucket=bucket,
+        )
+        for page in list_versions(s3, bucket, "")
+        for number, v in enumerate(page)
+    ]
+    prefix = f"reports/{bucket}/versions/"
+    write_report(s3, rows, created, file_format, VERSIONS, source=bucket, prefix=prefix)
     return f"s3://{INVENTORY}/{prefix}"

@@ -180,6 +180,14 @@ source_options = together(
         help="With --source inventory: the inventory destination of --thumbs-bucket.",
     ),
     option(
+        "--billable",
+        is_flag=True,
+        help="Also compute what S3 bills beyond current versions (noncurrent versions, delete "
+        "markers, unfinished uploads, minimum sizes): `storage-calc report billable`. With "
+        "--source listing, versions are listed with ListObjectVersions; with an inventory, "
+        "they are read from it (a report of all versions).",
+    ),
+    option(
         "--max-inventory-age",
         default="48h",
         show_default=True,
@@ -240,6 +248,7 @@ def settings_from(params: dict[str, Any]) -> Settings:
         storage_inventory=params.get("storage_inventory"),
         thumbs_inventory=params.get("thumbs_inventory"),
         max_inventory_age=params.get("max_inventory_age", DEFAULT_MAX_INVENTORY_AGE),
+        billable=params.get("billable", False),
     )
     return replace(settings, locations=locations) if locations else settings
 
