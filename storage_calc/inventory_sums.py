@@ -43,8 +43,8 @@ MISSING_LIBRARY = "the inventory source needs: pip install 'storage-calc[invento
 # DuckDB's memory for its tables and hash tables; beyond it they spill to its temporary
 # directory. With the process around it, a run stays under 1 GiB.
 MEMORY_LIMIT = "600MB"
-# The first keys of a space's orphans kept as examples, and the orphan assets counted
-# exactly: as `rollup.Tally` does.
+# The orphan assets of a space named as examples, and those counted exactly: as
+# `rollup.Tally` does.
 ORPHAN_EXAMPLES = 5
 ORPHAN_ASSETS_COUNTED = 100_000
 
@@ -202,22 +202,21 @@ class InventorySums:
         located, params = [], {}
         for number, source in enumerate(self.sources):
             objects, source_params = relation(source, number)
-            located.append(statements()["located_objects"].format(i=number, objects=objects))
+            located.append(
+                statements()["located_objects"].format(i=number, bit=1 << number, objects=objects)
+            )
             params.update(source_params)
             params[f"prefix_{number}"] = source.location.prefix
             params[f"split_{number}"] = (
                 self.split_adjuncts and source.location.kind is LocationKind.ARTEFACT
             )
-        params["thumbnails"] = [
-            number
+        params["thumbnails"] = sum(
+            1 << number
             for number, source in enumerate(self.sources)
             if source.location.kind is LocationKind.THUMBNAIL
-        ]
-        numbers = range(len(self.sources))
-        statement = statements()["sum_objects"].format(
-            located=" UNION ALL ".join(located),
-            firsts=", ".join(f"min(rest) FILTER (location = {i}) AS first_{i}" for i in numbers),
         )
+        numbers = range(len(self.sources))
+        statement = statements()["sum_objects"].format(located=" UNION ALL ".join(located))
         with read_errors(*self.sources):
             self.conn.execute(statement, params)
             if self.conn.execute(statements()["bad_rows"]).fetchone()[0]:
@@ -226,7 +225,9 @@ class InventorySums:
             f"url_{number}": f"s3://{source.location.bucket}/{source.location.prefix}"
             for number, source in enumerate(self.sources)
         }
-        examples = ", ".join(f"$url_{i} || g || first_{i}" for i in numbers)
+        examples = ", ".join(
+            f"CASE WHEN locations & {1 << i} <> 0 THEN $url_{i} || g END" for i in numbers
+        )
         self.conn.execute(
             statements()["create_assets"].format(examples=examples),
             {"stub_space": self.stub_space, **urls},

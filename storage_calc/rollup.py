@@ -21,9 +21,10 @@ ORPHAN_ASSETS_COUNTED = 100_000
 
 @dataclass
 class OrphanTally:
-    """The orphans of one space. `examples` maps the orphan assets whose first keys come first
-    (at most ORPHAN_EXAMPLES) to their first key, as an s3:// URL, so that the examples name
-    different assets and do not depend on listing order."""
+    """The orphans of one space. `examples` maps the orphan assets whose URLs come first (at
+    most ORPHAN_EXAMPLES) to their URL, `s3://bucket/prefix/{id}` in the first location (by
+    URL) that holds keys of theirs: the examples name different assets and do not depend on
+    listing order."""
 
     objects: int = 0
     bytes: int = 0
@@ -38,8 +39,8 @@ class OrphanTally:
         elif len(examples) < ORPHAN_EXAMPLES:
             examples[asset_id] = location
         else:
-            # An asset left out has a first key after those of the assets kept, which only
-            # ever come earlier: only a key of its own that comes earlier brings it back.
+            # An asset left out has a URL after those of the assets kept, which only ever come
+            # earlier: only an earlier URL of its own brings it back.
             last = max(examples, key=examples.__getitem__)
             if location < examples[last]:
                 del examples[last]
@@ -95,7 +96,7 @@ class Tally:
                     triple = sizes[asset_id] = [0, 0, 0]
                 triple[2 if split and is_adjunct(relative, asset_id) else column] += size
             else:
-                self._add_orphan(asset_id, f"s3://{bucket}/{key}", size)
+                self._add_orphan(asset_id, f"s3://{bucket}/{prefix}{asset_id}", size)
 
     def _add_orphan(self, asset_id: str, location: str, size: int) -> None:
         customer, space, _ = asset_id.split("/", 2)

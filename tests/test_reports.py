@@ -165,7 +165,7 @@ def test_orphans_of_one_customer_show_spaces_and_example_keys(
     invoke("run")
     table = lines(invoke("report", "orphans", "--customer", "2"))
     assert [line.split() for line in table[1:]] == [
-        ["2", "5", "1", "500", "B", "1", "s3://dlcs-storage/2/5/gone/original"],
+        ["2", "5", "1", "500", "B", "1", "s3://dlcs-storage/2/5/gone"],
         ["2", "6", "1", "70", "B", "1", "s3://dlcs-storage/2/6/lost"],
     ]
 

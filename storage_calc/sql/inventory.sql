@@ -1,7 +1,8 @@
 -- DuckDB statements of storage_calc.inventory_sums, by name. Values are bound ($name). In
 -- sum_objects, `{located}` is the UNION ALL of one located_objects per location, whose `{i}`
--- is the location's number and `{objects}` the relation of its data files (OBJECTS in
--- inventory_sums); `{firsts}` is one `first_{i}` column per location.
+-- is the location's number, `{bit}` its bit in a group's `locations` and `{objects}` the
+-- relation of its data files (`relation` in inventory_sums); in create_assets, `{examples}`
+-- is one URL per location, NULL where the owner has no key there.
 
 -- name: create_macros
 -- owner: the id (`c/s/asset`) of the asset that would own a key relative to its location's
@@ -19,7 +20,7 @@ CREATE MACRO int4(t) AS
 -- One location's current versions under its prefix, each with its group: its owner, or `/`
 -- and the prefix above it for a key no asset owns, or chr(1) for a malformed row (kept
 -- whatever its version or key, to be named).
-SELECT {i} AS location, size, substr(rel, length(owned) + 1) AS rest,
+SELECT {bit} AS location, size,
        CASE WHEN bad THEN chr(1) WHEN owned <> '' THEN owned ELSE '/' || above(rel) END AS g,
        $split_{i} AND owned <> '' AND substr(rel, length(owned) + 1, 10) = '/adjuncts/'
            AS adjunct
@@ -33,16 +34,16 @@ FROM (
 )
 
 -- name: sum_objects
--- Every location's objects summed per group in one parallel scan; the rest of the first key of
--- a group in each location (after the owner), for the examples of orphans.
+-- Every location's objects summed per group in one parallel scan, with the locations that hold
+-- the group's keys (one bit each), for the examples of orphans.
 CREATE TABLE sums AS
 SELECT g, count(*) AS objects, coalesce(sum(size), 0) AS bytes,
        coalesce(sum(size) FILTER (NOT thumbnail AND NOT adjunct), 0) AS size,
        coalesce(sum(size) FILTER (thumbnail), 0) AS thumbs,
        coalesce(sum(size) FILTER (adjunct), 0) AS adjuncts,
-       {firsts}
+       bit_or(location) AS locations
 FROM (
-    SELECT *, list_contains($thumbnails, location) AS thumbnail
+    SELECT *, location & $thumbnails <> 0 AS thumbnail
     FROM ({located})
 )
 GROUP BY g;
@@ -57,9 +58,10 @@ SELECT file, bucket, key, size_text, is_latest_text, is_delete_marker_text
 FROM ({objects}) WHERE bad LIMIT 1;
 
 -- name: create_assets
--- Every owner in the int4 range (and in space 0 only with a stub space) with its figures and
--- its first key as an s3:// URL. Ordered by customer, so that reading one customer skips the
--- row groups of the others.
+-- Every owner in the int4 range (and in space 0 only with a stub space) with its figures and,
+-- as its example, the first of its s3:// URLs (`s3://bucket/prefix/ID`) in the locations
+-- holding its keys. Ordered by customer, so that reading one customer skips the row groups of
+-- the others.
 CREATE TABLE assets AS
 SELECT customer, space, g AS id, objects, bytes, size, thumbs, adjuncts, example
 FROM (
@@ -130,7 +132,7 @@ WHERE ($asset IS NULL OR id = $asset)
 
 -- name: scope_orphans
 -- The scope's owners that are not registered, per space: objects, bytes, how many, and the
--- first keys of the first few.
+-- first few of their examples.
 SELECT space, sum(objects), sum(bytes), count(*), (list(example ORDER BY example))[1:$examples]
 FROM assets a
 WHERE customer = $customer
