@@ -27,6 +27,7 @@ first one is named in an InventoryError.
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,7 +43,11 @@ from storage_calc.model import Location, LocationKind, ScopeSums, SpaceOrphans, 
 MISSING_LIBRARY = "the inventory source needs: pip install 'storage-calc[inventory]'"
 # DuckDB's memory for its tables and hash tables; beyond it they spill to its temporary
 # directory. With the process around it, a run stays under 1 GiB.
-MEMORY_LIMIT = "600MB"
+MEMORY_LIMIT = "700MB"
+# Data file bytes summed per partition (about 600,000 assets of 7 objects in Parquet), and the
+# most partitions a report is cut into.
+PARTITION_BYTES = 100 << 20
+MAX_PARTITIONS = 1024
 # The orphan assets of a space named as examples, and those counted exactly: as
 # `rollup.Tally` does.
 ORPHAN_EXAMPLES = 5
@@ -136,6 +141,13 @@ class Source:
     urls: tuple[str, ...]  # the s3:// URL of each file, to name in errors
 
 
+def partitions(sources: list[Source]) -> int:
+    """How many partitions the objects of `sources` are summed in: one per PARTITION_BYTES of
+    their data files, so that each partition's groups fit in memory."""
+    size = sum(path.stat().st_size for source in sources for path in source.files)
+    return max(1, min(MAX_PARTITIONS, -(-size // PARTITION_BYTES)))
+
+
 def connect(directory: Path) -> Any:
     """A DuckDB database in `directory`, which also holds what spills."""
     try:
@@ -166,6 +178,7 @@ class InventorySums:
         """With `billing` (storage class -> (minimum billed size, archive overhead)), every
         version and delete marker is also summed for the billable figures (`versions`)."""
         self.conn = connect(directory)
+        self.directory = directory
         self.stub_space = stub_space
         self.split_adjuncts = split_adjuncts
         self.billing = billing is not None
@@ -215,28 +228,35 @@ class InventorySums:
             for number, source in enumerate(self.sources)
             if source.location.kind is LocationKind.THUMBNAIL
         )
-        numbers = range(len(self.sources))
-        statement = statements()["sum_objects"].format(located=" UNION ALL ".join(located))
-        with read_errors(*self.sources):
-            self.conn.execute(statement, params)
-            if self.conn.execute(statements()["bad_rows"]).fetchone()[0]:
-                raise self.first_malformed()
+        params["partitions"] = partitions(self.sources)
+        params["path"] = str(self.directory / "partitions")
+        statement = statements()["partition_objects"].format(located=" UNION ALL ".join(located))
+        examples = ", ".join(
+            f"CASE WHEN locations & {1 << i} <> 0 THEN $url_{i} || g END"
+            for i in range(len(self.sources))
+        )
         urls = {
             f"url_{number}": f"s3://{source.location.bucket}/{source.location.prefix}"
             for number, source in enumerate(self.sources)
         }
-        examples = ", ".join(
-            f"CASE WHEN locations & {1 << i} <> 0 THEN $url_{i} || g END" for i in numbers
-        )
-        self.conn.execute(
-            statements()["create_assets"].format(examples=examples),
-            {"stub_space": self.stub_space, **urls},
-        )
-        self.conn.execute(statements()["create_others"])
-        self.objects = int(
-            self.conn.execute("SELECT coalesce(sum(objects), 0) FROM sums").fetchone()[0]
-        )
-        self.conn.execute("DROP TABLE sums")
+        self.conn.execute(statements()["create_sums"])
+        with read_errors(*self.sources):
+            self.conn.execute(statement, params)
+        for part in sorted((self.directory / "partitions").iterdir()):
+            files = [str(path) for path in part.glob("*.parquet")]
+            self.conn.execute(
+                statements()["sum_partition"], {"files": files, "stub_space": self.stub_space}
+            )
+            if self.conn.execute(statements()["bad_rows"]).fetchone()[0]:
+                raise self.first_malformed()
+            self.conn.execute(statements()["add_assets"].format(examples=examples), urls)
+            self.conn.execute(statements()["add_others"])
+            self.objects += int(
+                self.conn.execute("SELECT coalesce(sum(objects), 0) FROM part").fetchone()[0]
+            )
+            shutil.rmtree(part)
+        self.conn.execute("DROP TABLE IF EXISTS part")
+        self.conn.execute(statements()["order_assets"])
 
     def first_malformed(self) -> InventoryError:
         """The error naming the first malformed row of the first source that has one."""

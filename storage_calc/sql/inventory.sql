@@ -1,7 +1,7 @@
 -- DuckDB statements of storage_calc.inventory_sums, by name. Values are bound ($name). In
--- sum_objects, `{located}` is the UNION ALL of one located_objects per location, whose `{i}`
+-- partition_objects, `{located}` is the UNION ALL of one located_objects per location, whose `{i}`
 -- is the location's number, `{bit}` its bit in a group's `locations` and `{objects}` the
--- relation of its data files (`relation` in inventory_sums); in create_assets, `{examples}`
+-- relation of its data files (`relation` in inventory_sums); in add_assets, `{examples}`
 -- is one URL per location, NULL where the owner has no key there.
 
 -- name: create_macros
@@ -33,23 +33,55 @@ FROM (
     )
 )
 
--- name: sum_objects
--- Every location's objects summed per group in one parallel scan, with the locations that hold
--- the group's keys (one bit each), for the examples of orphans.
-CREATE TABLE sums AS
-SELECT g, count(*) AS objects, coalesce(sum(size), 0) AS bytes,
-       coalesce(sum(size) FILTER (NOT thumbnail AND NOT adjunct), 0) AS size,
-       coalesce(sum(size) FILTER (thumbnail), 0) AS thumbs,
-       coalesce(sum(size) FILTER (adjunct), 0) AS adjuncts,
-       bit_or(location) AS locations
-FROM (
-    SELECT *, location & $thumbnails <> 0 AS thumbnail
+-- name: partition_objects
+-- Every location's objects in one parallel scan, written to `$path` in `$partitions`
+-- partitions by group (Parquet files `p=N/`), so that each partition is summed in memory.
+-- Summing ten million groups at once would take gigabytes, or spill its hash tables.
+COPY (
+    SELECT hash(g) % $partitions AS p, g, size, location,
+           location & $thumbnails <> 0 AS thumbnail, adjunct
     FROM ({located})
-)
-GROUP BY g;
+) TO $path (FORMAT parquet, PARTITION_BY (p), COMPRESSION uncompressed);
+
+-- name: create_sums
+-- assets: every owner in the int4 range (and in space 0 only with a stub space) with its
+-- figures and, as its example, the first of its s3:// URLs (`s3://bucket/prefix/ID`) in the
+-- locations holding its keys. others: the objects no asset owns per customer (NULL: outside
+-- every customer prefix) and space (NULL: not under any `c/s/`).
+CREATE TABLE assets (
+    customer integer NOT NULL,
+    space integer NOT NULL,
+    id varchar NOT NULL,
+    objects bigint NOT NULL,
+    bytes hugeint NOT NULL,
+    size hugeint NOT NULL,
+    thumbs hugeint NOT NULL,
+    adjuncts hugeint NOT NULL,
+    example varchar NOT NULL
+);
+CREATE TABLE others (customer integer, space integer, objects bigint, bytes hugeint);
+
+-- name: sum_partition
+-- One partition's objects summed per group, with the locations that hold the group's keys
+-- (one bit each), and whether the group names an asset.
+CREATE OR REPLACE TEMP TABLE part AS
+SELECT *, customer IS NOT NULL AND space IS NOT NULL AND (space <> 0 OR $stub_space) AS owned
+FROM (
+    SELECT g, count(*) AS objects, coalesce(sum(size), 0) AS bytes,
+           coalesce(sum(size) FILTER (NOT thumbnail AND NOT adjunct), 0) AS size,
+           coalesce(sum(size) FILTER (thumbnail), 0) AS thumbs,
+           coalesce(sum(size) FILTER (adjunct), 0) AS adjuncts,
+           bit_or(location) AS locations,
+           CASE WHEN g NOT IN ('', chr(1)) AND NOT starts_with(g, '/')
+                THEN int4(split_part(g, '/', 1)) END AS customer,
+           CASE WHEN g NOT IN ('', chr(1)) AND NOT starts_with(g, '/')
+                THEN int4(split_part(g, '/', 2)) END AS space
+    FROM read_parquet($files)
+    GROUP BY g
+);
 
 -- name: bad_rows
-SELECT coalesce(sum(objects), 0) FROM sums WHERE g = chr(1);
+SELECT coalesce(sum(objects), 0) FROM part WHERE g = chr(1);
 
 -- name: bad_row
 -- The first malformed row of a location's data files, to name in an error: read again only
@@ -57,41 +89,29 @@ SELECT coalesce(sum(objects), 0) FROM sums WHERE g = chr(1);
 SELECT file, bucket, key, size_text, is_latest_text, is_delete_marker_text
 FROM ({objects}) WHERE bad LIMIT 1;
 
--- name: create_assets
--- Every owner in the int4 range (and in space 0 only with a stub space) with its figures and,
--- as its example, the first of its s3:// URLs (`s3://bucket/prefix/ID`) in the locations
--- holding its keys. Ordered by customer, so that reading one customer skips the row groups of
--- the others.
-CREATE TABLE assets AS
-SELECT customer, space, g AS id, objects, bytes, size, thumbs, adjuncts, example
-FROM (
-    SELECT int4(split_part(g, '/', 1)) AS customer, int4(split_part(g, '/', 2)) AS space, *,
-           least({examples}) AS example
-    FROM sums
-    WHERE g NOT IN ('', chr(1)) AND NOT starts_with(g, '/')
-)
-WHERE customer IS NOT NULL AND space IS NOT NULL AND (space <> 0 OR $stub_space)
-ORDER BY customer, space;
+-- name: add_assets
+INSERT INTO assets
+SELECT customer, space, g, objects, bytes, size, thumbs, adjuncts, least({examples})
+FROM part WHERE owned;
 
--- name: create_others
--- The objects no asset owns per customer (NULL: outside every customer prefix) and space
--- (NULL: not under any `{c}/{s}/`): the groups of keys above an asset, and the owners that
--- create_assets left out.
-CREATE TABLE others AS
-SELECT customer, space, sum(objects) AS objects, sum(bytes) AS bytes
+-- name: add_others
+-- The groups of keys above an asset, and the owners that add_assets leaves out.
+INSERT INTO others
+SELECT int4(split_part(p, '/', 1)) AS customer,
+       CASE WHEN p LIKE '%/%/%' THEN int4(split_part(p, '/', 2)) END AS space,
+       sum(objects), sum(bytes)
 FROM (
-    SELECT int4(split_part(p, '/', 1)) AS customer,
-           CASE WHEN p LIKE '%/%/%' THEN int4(split_part(p, '/', 2)) END AS space,
+    SELECT CASE WHEN starts_with(g, '/') THEN substr(g, 2)
+                ELSE split_part(g, '/', 1) || '/' || split_part(g, '/', 2) || '/' END AS p,
            objects, bytes
-    FROM (
-        SELECT CASE WHEN starts_with(g, '/') THEN substr(g, 2)
-                    ELSE split_part(g, '/', 1) || '/' || split_part(g, '/', 2) || '/' END AS p,
-               objects, bytes
-        FROM sums
-        WHERE g <> chr(1) AND g NOT IN (SELECT id FROM assets)
-    )
+    FROM part
+    WHERE NOT owned AND g <> chr(1)
 )
 GROUP BY ALL;
+
+-- name: order_assets
+-- By customer, so that reading one customer skips the row groups of the others.
+CREATE OR REPLACE TABLE assets AS SELECT * FROM assets ORDER BY customer, space;
 
 -- name: customers
 SELECT customer FROM assets UNION SELECT customer FROM others WHERE customer IS NOT NULL;
