@@ -57,14 +57,14 @@ ORPHAN_ASSETS_COUNTED = 100_000
 # versions means by its absence. CSV holds text: sizes and flags are checked, keys decoded as
 # `urllib.parse.unquote_plus` does (a `+` is a space, then `%XX` a byte).
 PARQUET = """
-    SELECT filename AS file, bucket, key, size, CAST(size AS varchar) AS size_text,
+    SELECT {file} AS file, bucket, key, size, CAST(size AS varchar) AS size_text,
            {is_latest} AS is_latest, {is_delete_marker} AS is_delete_marker,
            NULL AS is_latest_text, NULL AS is_delete_marker_text, {storage_class} AS storage_class,
            true AS valid
-    FROM read_parquet($files_{i}, filename = true)
+    FROM read_parquet($files_{i}, filename = {named})
 """
 CSV = """
-    SELECT filename AS file, bucket, url_decode(replace(key, '+', ' ')) AS key,
+    SELECT {file} AS file, bucket, url_decode(replace(key, '+', ' ')) AS key,
            try_cast(size AS bigint) AS size, size AS size_text,
            {is_latest} AS is_latest, {is_delete_marker} AS is_delete_marker,
            {is_latest_text} AS is_latest_text, {is_delete_marker_text} AS is_delete_marker_text,
@@ -73,8 +73,10 @@ CSV = """
            AND coalesce(lower({is_latest_text}) IN ('true', 'false'), true)
            AND coalesce(lower({is_delete_marker_text}) IN ('true', 'false'), true) AS valid
     FROM read_csv($files_{i}, header = false, auto_detect = false, delim = ',', quote = '"',
-                  escape = '"', compression = 'gzip', filename = true, columns = $columns_{i})
+                  escape = '"', compression = 'gzip', filename = {named}, columns = $columns_{i})
 """
+# Whether an owned key is one of its owner's adjuncts: `{owner}/adjuncts/...`.
+ADJUNCT = "owned <> '' AND substr(rel, length(owned) + 1, 10) = '/adjuncts/'"
 CHECKED = """
     SELECT *, NOT valid OR bucket IS DISTINCT FROM $source_{i} OR key IS NULL OR key = ''
               OR coalesce(size < 0, false) OR (size IS NULL AND NOT is_delete_marker) AS bad
@@ -90,12 +92,14 @@ def statements() -> dict[str, str]:
     return {name: body.strip() for name, body in zip(blocks[::2], blocks[1::2], strict=True)}
 
 
-def relation(source: Source, number: int) -> tuple[str, dict[str, Any]]:
+def relation(source: Source, number: int, named: bool = False) -> tuple[str, dict[str, Any]]:
     """The relation of a source's rows, checked, for `{objects}` of sql/inventory.sql, and its
-    parameters, named for the source's `number`."""
+    parameters, named for the source's `number`; `named`: with the data file of each row, which
+    only an error needs (a column of text for every row)."""
     report = source.report
     fields = set(report.fields)
     storage_class = "storage_class" if "storage_class" in fields else "NULL"
+    file = {"named": str(named).lower(), "file": "filename" if named else "NULL"}
     params: dict[str, Any] = {
         f"files_{number}": [str(f) for f in source.files],
         f"source_{number}": report.source_bucket,
@@ -110,6 +114,7 @@ def relation(source: Source, number: int) -> tuple[str, dict[str, Any]]:
             is_delete_marker=csv_flag("is_delete_marker", fields, False),
             storage_class=storage_class,
             i=number,
+            **file,
             **flags,
         )
         params[f"columns_{number}"] = {name: "varchar" for name in report.fields}
@@ -121,6 +126,7 @@ def relation(source: Source, number: int) -> tuple[str, dict[str, Any]]:
             ),
             storage_class=storage_class,
             i=number,
+            **file,
         )
     return CHECKED.format(rows=rows, i=number), params
 
@@ -215,15 +221,20 @@ class InventorySums:
         located, params = [], {}
         for number, source in enumerate(self.sources):
             objects, source_params = relation(source, number)
+            prefix = source.location.prefix
+            split = self.split_adjuncts and source.location.kind is LocationKind.ARTEFACT
             located.append(
-                statements()["located_objects"].format(i=number, bit=1 << number, objects=objects)
+                statements()["located_objects"].format(
+                    i=number,
+                    bit=1 << number,
+                    objects=objects,
+                    rel=f"substr(key, length($prefix_{number}) + 1)" if prefix else "key",
+                    adjunct=ADJUNCT if split else "false",
+                )
             )
             params.update(source_params)
-            params[f"prefix_{number}"] = source.location.prefix
-            params[f"split_{number}"] = (
-                self.split_adjuncts and source.location.kind is LocationKind.ARTEFACT
-            )
-        params["thumbnails"] = sum(
+            params[f"prefix_{number}"] = prefix
+        thumbnails = sum(
             1 << number
             for number, source in enumerate(self.sources)
             if source.location.kind is LocationKind.THUMBNAIL
@@ -245,7 +256,8 @@ class InventorySums:
         for part in sorted((self.directory / "partitions").iterdir()):
             files = [str(path) for path in part.glob("*.parquet")]
             self.conn.execute(
-                statements()["sum_partition"], {"files": files, "stub_space": self.stub_space}
+                statements()["sum_partition"],
+                {"files": files, "stub_space": self.stub_space, "thumbnails": thumbnails},
             )
             if self.conn.execute(statements()["bad_rows"]).fetchone()[0]:
                 raise self.first_malformed()
@@ -261,7 +273,7 @@ class InventorySums:
     def first_malformed(self) -> InventoryError:
         """The error naming the first malformed row of the first source that has one."""
         for number, source in enumerate(self.sources):
-            objects, params = relation(source, number)
+            objects, params = relation(source, number, named=True)
             row = self.conn.execute(
                 statements()["bad_row"].format(objects=objects), params
             ).fetchone()

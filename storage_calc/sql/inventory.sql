@@ -19,15 +19,15 @@ CREATE MACRO int4(t) AS
 -- name: located_objects
 -- One location's current versions under its prefix, each with its group: its owner, or `/`
 -- and the prefix above it for a key no asset owns, or chr(1) for a malformed row (kept
--- whatever its version or key, to be named).
+-- whatever its version or key, to be named). `{rel}` is the key relative to the location's
+-- prefix, `{adjunct}` whether an owned key is an adjunct (false where adjuncts are artefacts).
 SELECT {bit} AS location, size,
        CASE WHEN bad THEN chr(1) WHEN owned <> '' THEN owned ELSE '/' || above(rel) END AS g,
-       $split_{i} AND owned <> '' AND substr(rel, length(owned) + 1, 10) = '/adjuncts/'
-           AS adjunct
+       {adjunct} AS adjunct
 FROM (
     SELECT rel, size, bad, CASE WHEN bad THEN '' ELSE owner(rel) END AS owned
     FROM (
-        SELECT coalesce(substr(key, length($prefix_{i}) + 1), '') AS rel, size, bad
+        SELECT {rel} AS rel, size, bad
         FROM ({objects})
         WHERE bad OR (is_latest AND NOT is_delete_marker AND starts_with(key, $prefix_{i}))
     )
@@ -38,8 +38,7 @@ FROM (
 -- partitions by group (Parquet files `p=N/`), so that each partition is summed in memory.
 -- Summing ten million groups at once would take gigabytes, or spill its hash tables.
 COPY (
-    SELECT hash(g) % $partitions AS p, g, size, location,
-           location & $thumbnails <> 0 AS thumbnail, adjunct
+    SELECT hash(g) % $partitions AS p, g, size, location, adjunct
     FROM ({located})
 ) TO $path (FORMAT parquet, PARTITION_BY (p), COMPRESSION uncompressed);
 
@@ -68,8 +67,8 @@ CREATE OR REPLACE TEMP TABLE part AS
 SELECT *, customer IS NOT NULL AND space IS NOT NULL AND (space <> 0 OR $stub_space) AS owned
 FROM (
     SELECT g, count(*) AS objects, coalesce(sum(size), 0) AS bytes,
-           coalesce(sum(size) FILTER (NOT thumbnail AND NOT adjunct), 0) AS size,
-           coalesce(sum(size) FILTER (thumbnail), 0) AS thumbs,
+           coalesce(sum(size) FILTER (location & $thumbnails = 0 AND NOT adjunct), 0) AS size,
+           coalesce(sum(size) FILTER (location & $thumbnails <> 0), 0) AS thumbs,
            coalesce(sum(size) FILTER (adjunct), 0) AS adjuncts,
            bit_or(location) AS locations,
            CASE WHEN g NOT IN ('', chr(1)) AND NOT starts_with(g, '/')
