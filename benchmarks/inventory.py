@@ -31,6 +31,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -76,6 +77,7 @@ class Floor:
     download_s: float
     scan_s: float
     attribute_s: float
+    attribute_cpu_s: float
     registry_s: float
     mismatches: list[str]
 
@@ -83,6 +85,7 @@ class Floor:
 @dataclass
 class Ours:
     sample: Sample
+    cpu_s: float
     attributed_objects: int | None = None
     attribute_s: float | None = None
     run_s: float | None = None
@@ -217,20 +220,27 @@ def measure_floor(
         ).fetchone()
         scan_s = time.perf_counter() - began
         progress(f"floor ({fmt}): attributing")
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), cpu_seconds(resource.RUSAGE_SELF)
         con.execute(
             ATTRIBUTE.replace("{owner}", OWNER)
             .replace("{storage}", source(fmt, paths[STORAGE]))
             .replace("{thumbs}", source(fmt, paths[THUMBS]))
         )
         attribute_s = time.perf_counter() - began
+        attribute_cpu_s = cpu_seconds(resource.RUSAGE_SELF) - cpu
         found = {c: list(rest) for c, *rest in con.execute(PER_CUSTOMER).fetchall()}
     mismatches = [] if rows == inventory.objects else [f"scanned {rows:,} rows"]
     mismatches += compare(inventory.truth, found)
     for paths_of_bucket in paths.values():
         for path in paths_of_bucket:
             path.unlink()
-    return Floor(download_s, scan_s, attribute_s, registry_s, mismatches)
+    return Floor(download_s, scan_s, attribute_s, attribute_cpu_s, registry_s, mismatches)
+
+
+def cpu_seconds(who: int) -> float:
+    """User and system CPU seconds of this process (all its threads) or of its children."""
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
 
 def compare(truth: dict[int, list[int]], found: dict[int, list[int]]) -> list[str]:
@@ -274,7 +284,9 @@ def measure_ours(
     )
     progress(f"ours ({fmt}): {' '.join(command[1:])}")
     began = datetime.now(UTC)
-    ours = Ours(timed([[command]], env, check=False))
+    cpu = cpu_seconds(resource.RUSAGE_CHILDREN)
+    sample = timed([[command]], env, check=False)
+    ours = Ours(sample, cpu_seconds(resource.RUSAGE_CHILDREN) - cpu)
     if ours.failed:
         return ours
     logged(ours)
@@ -414,7 +426,7 @@ def print_results(
     header = (
         f"{'format':<8} {'rows':>11} {'download s':>10} {'scan':>11} {'floor s':>8} "
         f"{'floor rate':>11} {'ours s':>7} {'ours rate':>11} {'ours/floor':>10} {'run s':>7} "
-        f"{'RSS MiB':>8} {'write s':>8}"
+        f"{'RSS MiB':>8} {'write s':>8} {'floor CPU s':>11} {'run CPU s':>9}"
     )
     print(header)
     for fmt, (floor, ours) in results.items():
@@ -424,7 +436,8 @@ def print_results(
             f"{floor.attribute_s:>8.1f} {rate(rows, floor.attribute_s):>11} "
             f"{figure(ours.attribute_s):>7} {rate(rows, ours.attribute_s):>11} "
             f"{figure(ratio, '.2f'):>10} {figure(None if ours.failed else ours.sample.wall):>7} "
-            f"{ours.sample.rss_mib:>8.0f} {figure(ours.write_s):>8}"
+            f"{ours.sample.rss_mib:>8.0f} {figure(ours.write_s):>8} "
+            f"{floor.attribute_cpu_s:>11.1f} {figure(None if ours.failed else ours.cpu_s):>9}"
         )
     print(
         f"targets on Parquet: ours/floor >= {TARGET_RATIO} (the ratio of the rates), run s <= "
@@ -436,7 +449,10 @@ def print_results(
         "and kind, joined with the registered ids (loaded beforehand, "
         + ", ".join(f"{f.registry_s:.1f} s" for f, _ in results.values())
         + "); ours s: the attribution the job logs in inventory_attributed; run s: the whole "
-        "process, including the database writes; write s: the sum of the customers' write_s"
+        "process, including the database writes; write s: the sum of the customers' write_s; "
+        "floor CPU s and run CPU s: the CPU time (user and system, every thread) of the floor's "
+        "attribution and of the whole run of the job, which a busy machine does not inflate as "
+        "it does wall times"
     )
     for fmt, (floor, ours) in results.items():
         if ours.failed:
