@@ -12,7 +12,7 @@ import contextlib
 import json
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +53,20 @@ def seaweedfs_holding(
     """SeaweedFS serving `contents` from `cache/seaweedfs-NAME` for the duration of the block:
     the directory of an earlier complete load as it is, or a new one loaded and verified now.
     `name` must tell apart every dataset that `contents` can be."""
+    objects = sum(data.objects for _, data in contents)
+    with seaweedfs_loaded(
+        cache, name, f"{objects:,} objects", lambda url: load(url, contents)
+    ) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def seaweedfs_loaded(
+    cache: Path, name: str, what: str, loader: Callable[[str], float]
+) -> Iterator[Served]:
+    """SeaweedFS serving from `cache/seaweedfs-NAME` for the duration of the block: the
+    directory of an earlier complete load as it is, or a new one that `loader` (given the
+    endpoint, returning its seconds) fills with `what` and verifies now."""
     directory = cache / f"seaweedfs-{name}"
     marker = directory / MARKER
     if not marker.exists():
@@ -64,12 +78,11 @@ def seaweedfs_holding(
             progress(f"reusing {directory}")
             yield Served(weed.url, directory, load_seconds, reused=True)
             return
-        objects = sum(data.objects for _, data in contents)
-        progress(f"loading {objects:,} objects into SeaweedFS in {directory}")
-        load_seconds = load(weed.url, contents)
+        progress(f"loading {what} into SeaweedFS in {directory}")
+        load_seconds = loader(weed.url)
         # Written last, and renamed into place, so that it exists only beside a complete load.
         written = directory / f"{MARKER}.new"
-        written.write_text(json.dumps({"objects": objects, "load_seconds": load_seconds}))
+        written.write_text(json.dumps({"contents": what, "load_seconds": load_seconds}))
         written.rename(marker)
         yield Served(weed.url, directory, load_seconds, reused=False)
     finally:

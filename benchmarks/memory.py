@@ -39,9 +39,12 @@ MARKER = "registered.json"
 
 
 @contextlib.contextmanager
-def registered_database(directory: Path, assets: Iterator[str]) -> Iterator[tuple[str, float]]:
-    """The URL of an embedded PostgreSQL in `directory` with the platform's tables and `assets`
-    registered, and the seconds the registration took, for the duration of the block.
+def registered_database(
+    directory: Path, assets: Iterator[str], platform_schema: str = "seed"
+) -> Iterator[tuple[str, float]]:
+    """The URL of an embedded PostgreSQL in `directory` with the platform's tables (in the
+    layout `platform_schema`) and `assets` registered, and the seconds the registration took,
+    for the duration of the block.
 
     A directory is used again only beside its marker, written once the registration committed;
     one without it is what an interrupted registration left, and is made again."""
@@ -57,7 +60,7 @@ def registered_database(directory: Path, assets: Iterator[str]) -> Iterator[tupl
             return
         progress(f"registering the assets in {directory}")
         with db.connect(url) as conn:
-            db.migrate(conn)
+            db.migrate(conn, platform_schema)
             # The README's operator step, as in benchmarks.run.
             conn.execute('ALTER TABLE "ImageStorage" SET (fillfactor = 50)')
             began = time.perf_counter()

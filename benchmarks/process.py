@@ -16,20 +16,23 @@ class Sample:
     wall: float
     rss_mib: float
     stderr: str
+    returncode: int = 0
 
 
-def timed(steps: list[list[list[str]]], env: dict[str, str]) -> Sample:
+def timed(steps: list[list[list[str]]], env: dict[str, str], check: bool = True) -> Sample:
     """Runs each step's commands at once, one step after the other: wall time, the largest
     peak RSS of any process, and the stderr of all of them.
 
     The peak is read from /proc (VmHWM) while each process runs: the kernel's ru_maxrss would
     also count the memory of the benchmark itself, which the child holds until it execs.
     Stderr goes to a file, not a pipe nobody reads while the process runs, which would stop a
-    process that logs more than the pipe holds.
+    process that logs more than the pipe holds. A command that fails ends the benchmark, unless
+    `check` is false: then the sample holds the first non-zero exit status.
     """
     began = time.perf_counter()
     peak = 0
     logged = []
+    returncode = 0
     for commands in steps:
         with tempfile.TemporaryFile() as stderr:
             processes = [
@@ -42,9 +45,10 @@ def timed(steps: list[list[list[str]]], env: dict[str, str]) -> Sample:
             stderr.seek(0)
             logged.append(stderr.read().decode(errors="replace"))
         for process, command in zip(processes, commands, strict=True):
-            if process.returncode != 0:
+            if process.returncode != 0 and check:
                 raise SystemExit(f"{command} failed: {logged[-1][-2000:]}")
-    return Sample(time.perf_counter() - began, peak / 1024, "".join(logged))
+            returncode = returncode or process.returncode
+    return Sample(time.perf_counter() - began, peak / 1024, "".join(logged), returncode)
 
 
 def high_water_mark_kib(pid: int) -> int:
