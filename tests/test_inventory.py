@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from storage_calc import inventory
+from storage_calc import inventory, inventory_sums
 from storage_calc.config import parse_destination
 from storage_calc.errors import ConfigError, InventoryError
 from storage_calc.inventory import Report
@@ -44,6 +44,7 @@ def latest(s3: S3Client) -> Report:
 def sums_of(s3: S3Client, directory: Path) -> dict[str, tuple[int, int]]:
     """The latest report's objects summed per asset id: (objects, bytes)."""
     report = latest(s3)
+    directory.mkdir(exist_ok=True)
     location = Location(STORAGE, "", LocationKind.ARTEFACT)
     sums = InventorySums(directory, stub_space=False, split_adjuncts=False)
     try:
@@ -317,3 +318,15 @@ def test_the_listing_path_imports_neither_duckdb_nor_pyarrow() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "[]", result.stderr
+
+
+def test_summing_in_partitions_gives_the_sums_of_one(
+    inventory_s3: S3Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = [Row(f"2/5/a{i}/{j}", i * 10 + j) for i in range(40) for j in range(3)]
+    write_report(inventory_s3, [*rows, Row("2/x", 1), Row("transient/a", 2)])
+    whole = sums_of(inventory_s3, tmp_path / "whole")
+    monkeypatch.setattr(inventory_sums, "PARTITION_BYTES", 1)
+    monkeypatch.setattr(inventory_sums, "MAX_PARTITIONS", 7)
+    assert sums_of(inventory_s3, tmp_path / "parts") == whole
+    assert len(whole) == 40
