@@ -59,11 +59,12 @@ def free_port_pair() -> int:
     raise RuntimeError("no free pair of ports for SeaweedFS")
 
 
-def start_seaweedfs(data_dir: Path, timeout: float = 60) -> SeaweedFS:
+def start_seaweedfs(data_dir: Path, timeout: float = 60, max_volumes: int = 0) -> SeaweedFS:
     """Starts `weed mini` bound to 127.0.0.1 only, without telemetry, in `data_dir`.
 
     Started without AWS credentials in its environment it accepts any key. It is ready when
-    its S3 port answers.
+    its S3 port answers. Every bucket takes a volume of its own; `max_volumes` 0 lets SeaweedFS
+    allow one per GB of free disk space.
     """
     weed = installed("weed")
     if weed is None:
@@ -74,7 +75,8 @@ def start_seaweedfs(data_dir: Path, timeout: float = 60) -> SeaweedFS:
     command = [
         weed, "mini", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
         f"-dir={data_dir}", f"-s3.port={s3}", f"-master.port={master}",
-        f"-volume.port={volume}", f"-filer.port={filer}", "-admin.ui=false", "-webdav=false",
+        f"-volume.port={volume}", f"-filer.port={filer}", f"-volume.max={max_volumes}",
+        "-admin.ui=false", "-webdav=false",
         "-s3.port.iceberg=0", "-s3.port.lance=0",
     ]  # fmt: skip
     # Credentials in its environment would turn on SigV4 checks for that one key pair.
