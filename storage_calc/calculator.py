@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import TypeVar
 
 import structlog
 
@@ -57,6 +58,14 @@ REQUESTS_PER_CUSTOMER = 2
 REGISTRY_SLICE = 1_000
 # Per-asset figures copied into the staging table per COPY.
 STAGE_BATCH = 20_000
+# How often a thread waiting for a listing wakes up. CPython runs signal handlers on the main
+# thread only, between two bytecodes, and a wait without a timeout is not interrupted by a
+# SIGTERM that the kernel hands to another thread (any thread may take a signal sent to the
+# process): without waking, the main thread would see a stop only once the listing it waits for
+# has ended, however long its requests take.
+WAKE_SECONDS = 0.1
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -239,7 +248,7 @@ def resolve_customers(
                 elif shard is None:
                     others.append(job.pool.submit(tally_prefix, job, location, prefix))
         for future in others:
-            outside.merge(future.result())
+            outside.merge(waited(future))
         found = plan(job, database, customers, shard)
     job.progress.customers_found(len(found))
     return found
@@ -347,7 +356,7 @@ def finish_customer(job: Job, database: db.Database, pending: Pending) -> Custom
         assert pending.listing is not None and pending.checked is not None
         listed: Listed | None = None
         try:
-            listed = pending.listing.result()
+            listed = waited(pending.listing)
             holder = database.conn.info.backend_pid
             if pending.customer in database.lost:
                 raise DatabaseError(
@@ -525,7 +534,21 @@ def levels(job: Job, prefix: str) -> list[tuple[Location, Tally, list[str]]]:
             prefixes += [below[len(location.prefix) :] for below in page.prefixes]
         return location, objects, prefixes
 
-    return list(job.pool.map(level, job.settings.locations))
+    futures = [job.pool.submit(level, location) for location in job.settings.locations]
+    try:
+        return [waited(future) for future in futures]
+    finally:
+        for future in futures:
+            future.cancel()
+
+
+def waited(future: Future[T]) -> T:
+    """The result of `future`, waited for in steps of `WAKE_SECONDS`, so that a stop requested
+    by a signal meanwhile is seen at once (its handler runs between two steps) rather than when
+    the future ends."""
+    while not wait([future], timeout=WAKE_SECONDS).done:
+        pass
+    return future.result()
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,14 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = os.environ.get("STORAGE_CALC_TEST_DATABASE_URL")
     if url:
         return url
-    return embedded.start(tmp_path_factory.mktemp("pg") / "data")
+    url = embedded.start(tmp_path_factory.mktemp("pg") / "data")
+    # The session's own server, gone with it: what survives a crash of the machine is nothing a
+    # test checks, and every test creates, writes and drops a database.
+    with admin_connection(url) as admin:
+        for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+            admin.execute(f"ALTER SYSTEM SET {setting} = off")
+        admin.execute("SELECT pg_reload_conf()")
+    return url
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -59,17 +59,12 @@ def free_port_pair() -> int:
     raise RuntimeError("no free pair of ports for SeaweedFS")
 
 
-# Every bucket is a collection of its own, with at least one volume. Left to itself `weed mini`
-# allows about one volume per GiB of free disk, which a session of tests, each in fresh
-# buckets, can use up on a small disk; volumes are sparse files, so a higher count costs no disk.
-MAX_VOLUMES = 500
-
-
-def start_seaweedfs(data_dir: Path, timeout: float = 60) -> SeaweedFS:
+def start_seaweedfs(data_dir: Path, timeout: float = 60, max_volumes: int = 0) -> SeaweedFS:
     """Starts `weed mini` bound to 127.0.0.1 only, without telemetry, in `data_dir`.
 
     Started without AWS credentials in its environment it accepts any key. It is ready when
-    its S3 port answers.
+    its S3 port answers. Every bucket takes a volume of its own; `max_volumes` 0 lets SeaweedFS
+    allow one per GB of free disk space.
     """
     weed = installed("weed")
     if weed is None:
@@ -80,8 +75,9 @@ def start_seaweedfs(data_dir: Path, timeout: float = 60) -> SeaweedFS:
     command = [
         weed, "mini", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
         f"-dir={data_dir}", f"-s3.port={s3}", f"-master.port={master}",
-        f"-volume.port={volume}", f"-filer.port={filer}", "-admin.ui=false", "-webdav=false",
-        "-s3.port.iceberg=0", "-s3.port.lance=0", f"-volume.max={MAX_VOLUMES}",
+        f"-volume.port={volume}", f"-filer.port={filer}", f"-volume.max={max_volumes}",
+        "-admin.ui=false", "-webdav=false",
+        "-s3.port.iceberg=0", "-s3.port.lance=0",
     ]  # fmt: skip
     # Credentials in its environment would turn on SigV4 checks for that one key pair.
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}

@@ -266,17 +266,22 @@ def test_sizes_beyond_5_gib_and_totals_beyond_2_to_the_32_stay_exact(
 
 def test_attribution_memory_grows_with_assets_not_objects() -> None:
     registry = {f"2/5/asset-{n}": 5 for n in range(100)}
+    # Pages of 200 keys: the page held is small beside the tally, so that anything kept per key,
+    # or even an int kept per page (2,000 pages against 100), shows in the peak; with pages of
+    # 1,000 keys an int kept per page did not, and the test took ten times as long.
+    keys_per_page = 200
 
     def peak(pages_per_asset: int) -> int:
         tally = Tally(registry)
         tracemalloc.start()
         for n in range(100):
             for p in range(pages_per_asset):
-                page = [(f"2/5/asset-{n}/tile/{p}/{i}", 1) for i in range(1000)]
+                page = [(f"2/5/asset-{n}/tile/{p}/{i}", 1) for i in range(keys_per_page)]
                 tally.add(LocationKind.ARTEFACT, "s", "", page)
         _, top = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        assert sum(size for size, _, _ in tally.sizes.values()) == 100_000 * pages_per_asset
+        total = sum(size for size, _, _ in tally.sizes.values())
+        assert total == 100 * keys_per_page * pages_per_asset
         return top
 
     one_page, twenty_pages = peak(1), peak(20)

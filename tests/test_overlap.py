@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -42,13 +43,19 @@ def finish(process: subprocess.Popen[str], timeout: float = 30) -> tuple[int, st
     return process.returncode, stdout, stderr
 
 
-def wait_for_event(process: subprocess.Popen[str], event: str) -> None:
-    """Reads the process's log lines until `event` is logged."""
+def wait_for_event(process: subprocess.Popen[str], event: str, timeout: float = 30) -> None:
+    """Reads the process's log lines until `event` is logged. A process that has not logged it
+    within `timeout` seconds is killed: the test fails instead of waiting for ever."""
     assert process.stderr is not None
-    for line in process.stderr:
-        if line.startswith("{") and json.loads(line)["event"] == event:
-            return
-    raise AssertionError(f"the process ended without logging {event}")
+    killer = threading.Timer(timeout, process.kill)
+    killer.start()
+    try:
+        for line in process.stderr:
+            if line.startswith("{") and json.loads(line)["event"] == event:
+                return
+    finally:
+        killer.cancel()
+    raise AssertionError(f"the process did not log {event} within {timeout} s")
 
 
 def test_a_second_run_skips_a_customer_being_computed_and_exits_75(

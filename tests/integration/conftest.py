@@ -27,7 +27,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
-    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    # Two buckets a test, a volume each: left to SeaweedFS, the volumes allowed are one per GB
+    # of free disk space, fewer than the suite's buckets on a disk with less than about 60 GB
+    # free. Volumes are not preallocated: the tests' few bytes are all they take.
+    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"), max_volumes=500)
     yield server
     server.stop()
 
