@@ -98,7 +98,10 @@ def build_scheduler(
             log.warning("scheduled_run_missed", scheduled=str(event.scheduled_run_time))
         elif event.exception is not None:
             log.error("scheduled_run_crashed", error=repr(event.exception))
-        log_next_fire(scheduler, metrics)
+        # Once stopping, `shutdown(wait=True)` holds the job store's lock while it waits for
+        # this run: asking the store for the next fire would wait for that wait.
+        if not stop.is_set():
+            log_next_fire(scheduler, metrics)
 
     scheduler.add_listener(after_fire, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
     scheduler.add_listener(lambda _: log_next_fire(scheduler, metrics), EVENT_SCHEDULER_STARTED)

@@ -152,3 +152,22 @@ def test_sigterm_stops_the_schedule_process_cleanly(
         "stop_requested",
         "schedule_stopped",
     ]
+
+
+def test_a_stop_during_a_run_ends_the_schedule_once_the_run_ends(
+    settings: Settings, s3: S3Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stop = threading.Event()
+
+    def fire(*_: Any) -> None:
+        stop.set()
+        # Ends after the stop thread has begun to shut the scheduler down and holds its lock.
+        time.sleep(0.5)
+
+    monkeypatch.setattr(scheduler, "fire", fire)
+    trigger = scheduler.cron_trigger(DEFAULT_CRON, DEFAULT_TIMEZONE)
+    built = scheduler.build_scheduler(settings, s3, trigger, None, True, stop)
+    serving = threading.Thread(target=scheduler.serve, args=(built, stop), daemon=True)
+    serving.start()
+    serving.join(timeout=10)
+    assert not serving.is_alive()
