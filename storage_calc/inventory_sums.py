@@ -6,14 +6,16 @@ report of billions of objects is read in columns instead, by DuckDB, the `invent
 `storage_calc.keys` and `rollup.Tally`, written in SQL (sql/inventory.sql), and the tests hold
 both to the same figures over the same objects:
 
-- Each location's data files are summed per owner candidate (the key's first three segments,
-  relative to the location's prefix) in one parallel scan; whether a candidate names an asset
-  (canonical customer and space, a non-empty asset, space 0 only with a stub space) is then
-  decided per group, not per object.
-- The owners are then summed over the locations into `assets` (customer, space, id, figures
-  per kind, first key as an s3:// URL) and the rest into `others` (unattributable objects per
-  customer and space), on DuckDB's disk-backed tables: memory is bounded by `MEMORY_LIMIT`
-  whatever the number of objects or assets.
+- Every location's data files are read in one parallel scan that gives each current object
+  its group: its owner (`c/s/asset`, as `keys.owner_id` reads it), the customer or space
+  prefix above it for a key no asset owns, or a mark for a malformed row. The objects are
+  written to partitions by group (Parquet files beside the reports), and each partition is
+  summed in memory: ten million owners summed at once would take gigabytes of hash table, or
+  spill it at a third of the speed. Whether an owner names an asset (the int4 range, space 0
+  only with a stub space) is decided per group, not per object.
+- The sums go into `assets` (customer, space, id, figures per kind, and the URL of the asset in
+  the first location holding its keys, as the example of an orphan) and `others` (the objects
+  no asset owns, per customer and space). DuckDB's memory is capped at `MEMORY_LIMIT`.
 - A customer's registered assets come from PostgreSQL as CSV (no row passes through Python)
   and its staged figures go back the same way: `stage` joins them in DuckDB.
 

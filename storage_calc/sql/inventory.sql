@@ -1,8 +1,9 @@
 -- DuckDB statements of storage_calc.inventory_sums, by name. Values are bound ($name). In
 -- partition_objects, `{located}` is the UNION ALL of one located_objects per location, whose `{i}`
--- is the location's number, `{bit}` its bit in a group's `locations` and `{objects}` the
--- relation of its data files (`relation` in inventory_sums); in add_assets, `{examples}`
--- is one URL per location, NULL where the owner has no key there.
+-- is the location's number, `{bit}` its bit in a group's `locations`, `{objects}` the
+-- relation of its data files (`relation` in inventory_sums), `{rel}` and `{adjunct}` the
+-- expressions of its relative key and adjunct test; in add_assets, `{examples}` is one URL per
+-- location, NULL where the owner has no key there.
 
 -- name: create_macros
 -- owner: the id (`c/s/asset`) of the asset that would own a key relative to its location's
@@ -19,8 +20,8 @@ CREATE MACRO int4(t) AS
 -- name: located_objects
 -- One location's current versions under its prefix, each with its group: its owner, or `/`
 -- and the prefix above it for a key no asset owns, or chr(1) for a malformed row (kept
--- whatever its version or key, to be named). `{rel}` is the key relative to the location's
--- prefix, `{adjunct}` whether an owned key is an adjunct (false where adjuncts are artefacts).
+-- whatever its version or key, to be named). `rel` is the key relative to the location's
+-- prefix, `adjunct` whether an owned key is an adjunct (false where adjuncts are artefacts).
 SELECT {bit} AS location, size,
        CASE WHEN bad THEN chr(1) WHEN owned <> '' THEN owned ELSE '/' || above(rel) END AS g,
        {adjunct} AS adjunct
