@@ -223,7 +223,12 @@ FROM STDIN (FORMAT csv);
 -- take work_mem times hash_mem_multiplier). Split into batches, the UPDATE meets the rows in the
 -- order of the batches, not of the table, and once the table outgrows shared_buffers each page
 -- is read and written back once per batch: 6.0 s instead of 3.5 s for a million rows.
-SELECT set_config('enable_nestloop', 'off', true), set_config('work_mem', '64MB', true);
+-- plan_cache_mode force_custom_plan: psycopg prepares a statement run five times on a
+-- connection, and PostgreSQL may then plan it once for any customer. A plan made for a customer
+-- of a few hundred rows hashes the eight million of the next one in a table sized for hundreds:
+-- its delete_unregistered ran for minutes instead of seconds.
+SELECT set_config('enable_nestloop', 'off', true), set_config('work_mem', '64MB', true),
+       set_config('plan_cache_mode', 'force_custom_plan', true);
 
 -- name: analyze_figures
 -- Gives the planner the staging table's real size: temporary tables are never analyzed by
