@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from storage_calc.keys import parse_int
+from storage_calc.model import Spaces
 
 STANDARD = "STANDARD"
 KIB = 1024
@@ -230,3 +231,13 @@ class BillableTally:
 def _row_order(item: tuple[tuple[int, int | None], _Sums]) -> tuple[int, int]:
     (customer, space), _ = item
     return customer, -1 if space is None else space
+
+
+def in_scope(row: Billable, customer: int, spaces: Spaces) -> bool:
+    """Whether `row` is one a run of `customer`'s `spaces` computes: the row of the keys outside
+    any space belongs to a run of every space, none excluded."""
+    if row.customer != customer:
+        return False
+    if row.space is None:
+        return spaces.only is None and not spaces.excluded
+    return spaces.includes(row.space)

@@ -15,7 +15,7 @@ from typing import TypeVar
 import structlog
 
 from storage_calc import db
-from storage_calc.billable import Billable, BillableTally
+from storage_calc.billable import Billable, BillableTally, in_scope
 from storage_calc.config import Settings
 from storage_calc.errors import (
     ConfigError,
@@ -501,13 +501,7 @@ def billable_rows(job: Job, customer: int, spaces: Spaces) -> tuple[Billable, ..
         ):
             tally.add_versions((customer, space), cls, latest, marker, count, size, billed)
         uploads_of(job.s3, job.settings.locations, prefix, tally)
-    whole = spaces.only is None and not spaces.excluded
-    return tuple(
-        row
-        for row in tally.rows()
-        if row.customer == customer
-        and (spaces.includes(row.space) if row.space is not None else whole)
-    )
+    return tuple(row for row in tally.rows() if in_scope(row, customer, spaces))
 
 
 def discover(job: Job, tally: Tally, customer: int) -> dict[str, tuple[Location, ...]]:

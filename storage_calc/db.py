@@ -18,7 +18,7 @@ from psycopg import sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from storage_calc.billable import Billable
+from storage_calc.billable import Billable, in_scope
 from storage_calc.errors import ConfigError, DatabaseError
 from storage_calc.layouts import UniqueKey, read_layout
 from storage_calc.model import (
@@ -846,12 +846,7 @@ def write_billable(
         conn.transaction(),
     ):
         execute(conn, "delete_billable", customer=customer, whole=whole, **spaces_params(spaces))
-        kept = [
-            row
-            for row in rows
-            if row.customer == customer
-            and (whole if row.space is None else spaces.includes(row.space))
-        ]
+        kept = [row for row in rows if in_scope(row, customer, spaces)]
         with conn.cursor() as cur:
             cur.executemany(
                 query("insert_billable"),
