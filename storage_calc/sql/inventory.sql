@@ -9,11 +9,15 @@
 -- owner: the id (`c/s/asset`) of the asset that would own a key relative to its location's
 -- prefix, as storage_calc.keys.owner_id reads it but for the int4 range and space 0, which are
 -- checked per owner; '' when none. above: the customer prefix (`c/`) or space prefix (`c/s/`)
--- of a key no asset owns, '' outside every customer.
+-- of a key no asset owns, '' outside every customer. in_scope: whether a space (NULL: outside
+-- any space) is in the spaces a run computes, as model.Spaces.includes reads them.
 CREATE MACRO owner(rel) AS CASE WHEN contains(rel, chr(0)) THEN '' ELSE
     regexp_extract(rel, '^((?:0|[1-9][0-9]{0,9})/(?:0|[1-9][0-9]{0,9})/[^/]+)', 1) END;
 CREATE MACRO above(rel) AS
     regexp_extract(rel, '^((?:0|[1-9][0-9]{0,9})/(?:(?:0|[1-9][0-9]{0,9})/)?)', 1);
+CREATE MACRO in_scope(space, only_spaces, excluded) AS
+    CASE WHEN only_spaces IS NULL THEN space IS NULL OR NOT list_contains(excluded, space)
+         ELSE list_contains(only_spaces, space) END;
 CREATE MACRO int4(t) AS
     CASE WHEN try_cast(t AS bigint) <= 2147483647 THEN try_cast(t AS integer) END;
 
@@ -146,9 +150,7 @@ FROM (
     SELECT space, objects, bytes, NULL, true FROM others
     WHERE customer = $customer AND $asset IS NULL
 )
-WHERE ($asset IS NULL OR id = $asset)
-  AND (CASE WHEN $only IS NULL THEN space IS NULL OR NOT list_contains($excluded, space)
-            ELSE list_contains($only, space) END);
+WHERE ($asset IS NULL OR id = $asset) AND in_scope(space, $only, $excluded);
 
 -- name: scope_orphans
 -- The scope's owners that are not registered, per space: objects, bytes, how many, and the
@@ -157,8 +159,7 @@ SELECT space, sum(objects), sum(bytes), count(*), (list(example ORDER BY example
 FROM assets a
 WHERE customer = $customer
   AND ($asset IS NULL OR id = $asset)
-  AND (CASE WHEN $only IS NULL THEN NOT list_contains($excluded, space)
-            ELSE list_contains($only, space) END)
+  AND in_scope(space, $only, $excluded)
   AND NOT EXISTS (SELECT 1 FROM registry r WHERE r.id = a.id)
 GROUP BY space
 ORDER BY space;
