@@ -115,6 +115,7 @@ def downloaded(s3: S3Client, location: Location, report: Report, directory: Path
         location=str(location),
         report=report.manifest_url,
         created=report.created.isoformat(),
+        still_written=list(report.skipped),
         files=len(files),
         bytes=sum(path.stat().st_size for path in files),
         seconds=downloaded_s,
