@@ -273,3 +273,31 @@ def test_a_customer_is_written_only_while_the_run_holding_its_lock_still_does(
     assert db.try_lock_customer(conn, 2)
     write(run)
     assert conn.execute('SELECT "Size" FROM "ImageStorage"').fetchall() == [(1,)]
+
+
+def test_a_write_joins_by_hashing_whatever_the_statistics_say(
+    conn: psycopg.Connection[Any], register: Callable[..., None]
+) -> None:
+    # The statistics say customer 2 has no ImageStorage row, as they do before its first write
+    # is analyzed. A merge join on "Space" alone would then compare every row of a space with
+    # every registered asset of it: 126 s for a customer of 26,824 assets.
+    register(*(f"3/1/{n}" for n in range(2000)), *(f"2/5/{n}" for n in range(50_000)))
+    db.write_customer(
+        conn, SEED, 3, Spaces(), None,
+        [(f"3/1/{n}", 1, 1, 0, 0) for n in range(2000)], datetime.now(UTC), False,
+    )  # fmt: skip
+    conn.execute('ANALYZE "ImageStorage"')
+    conn.execute('ANALYZE "Images"')
+    params = {
+        "customer": 2, **db.spaces_params(Spaces()), "asset": None,
+        "first_space": SEED.first_space, "customer_space": SEED.customer_space,
+    }  # fmt: skip
+    with conn.transaction(force_rollback=True):
+        db.execute(conn, "write_settings")
+        plan = "\n".join(
+            row[0]
+            for row in conn.execute(
+                "EXPLAIN " + db.query("delete_unregistered", SEED), params
+            ).fetchall()
+        )
+    assert "Merge" not in plan and "Hash" in plan, plan
