@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -156,6 +155,7 @@ def run(
                         stop or threading.Event(), progress or RunProgress(), inventory,
                     )  # fmt: skip
                     results, outside, error = compute(job, database, scope, shard)
+                results.sort(key=lambda result: result.customer)
                 report = RunReport(
                     scope, shard, dry_run, started, db.server_now(database.conn), tuple(results),
                     outside.objects, outside.bytes, error, job.stop.is_set(), layout, run_id,
@@ -172,8 +172,8 @@ def run(
 def compute(
     job: Job, database: db.Database, scope: Scope, shard: Shard | None
 ) -> tuple[list[CustomerResult], Tally, str | None]:
-    """The results of the customers of the run, recorded as they end, the keys outside every
-    customer, and the error that ended the run early, if any."""
+    """The results of the customers of the run, recorded in the order they end, the keys outside
+    every customer, and the error that ended the run early, if any."""
     results: list[CustomerResult] = []
     outside = job.tally({})
     try:
@@ -267,18 +267,31 @@ def plan(
 def compute_customers(
     job: Job, database: db.Database, customers: dict[int, Spaces], scope: Scope, shared: bool
 ) -> Iterator[CustomerResult]:
-    """Each customer's result, in order, with the listings of the next customers running while
-    the previous one is written; a shard (`shared`) locks its customers in shared mode. No
-    customer is started once a stop is requested."""
-    in_flight: deque[Pending] = deque()
+    """Each customer's result, written as soon as it is listed, with the listings of the next
+    customers running while one is written; a shard (`shared`) locks its customers in shared
+    mode. No customer is started once a stop is requested."""
+    in_flight: list[Pending] = []
     for customer, spaces in customers.items():
         if job.stop.is_set():
             break
         in_flight.append(start_customer(job, database, customer, spaces, scope.asset, shared))
         if len(in_flight) == customers_in_flight(job.settings):
-            yield finish_customer(job, database, in_flight.popleft())
+            yield finish_customer(job, database, next_listed(in_flight))
     while in_flight:
-        yield finish_customer(job, database, in_flight.popleft())
+        yield finish_customer(job, database, next_listed(in_flight))
+
+
+def next_listed(in_flight: list[Pending]) -> Pending:
+    """Takes from `in_flight` the first customer whose listing has ended (or that ended without
+    one), waiting in steps of `WAKE_SECONDS` for one: a customer of millions of assets holds up
+    neither the writes of the customers listed after it nor their start."""
+    while True:
+        for pending in in_flight:
+            if pending.listing is None or pending.listing.done():
+                in_flight.remove(pending)
+                return pending
+        listings = [pending.listing for pending in in_flight if pending.listing is not None]
+        wait(listings, timeout=WAKE_SECONDS, return_when=FIRST_COMPLETED)
 
 
 @dataclass

@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -90,6 +91,30 @@ def test_a_run_over_everything_computes_the_customers_that_are_free(
     assert figures(conn) == [(3, 0, 1, 0, 0), (3, 1, 1, 0, 0)]
     held.hold.set()
     assert finish(first)[0] == 0
+
+
+def test_a_customer_slow_to_list_holds_up_no_write_of_the_customers_after_it(
+    customer_2: None, register: Callable[..., None], s3_proxy: S3Proxy, spawn: Spawn,
+    conn: psycopg.Connection[Any],
+) -> None:  # fmt: skip
+    register("3/1/baz")
+    held = s3_proxy.hold(SPACE_5)
+    run = spawn("run")
+    assert held.reached.wait(30), "the run never listed space 5 of customer 2"
+    deadline = time.monotonic() + 30
+    while figures(conn) != [(3, 0, 1, 0, 0), (3, 1, 1, 0, 0)]:
+        assert time.monotonic() < deadline, "customer 3 waited for customer 2's listing"
+        time.sleep(0.05)
+    held.hold.set()
+    code, _, stderr = finish(run)
+    assert code == 0, stderr
+    assert [row[:3] for row in figures(conn)] == [
+        (2, 0, 2),
+        (2, 5, 1),
+        (2, 6, 1),
+        (3, 0, 1),
+        (3, 1, 1),
+    ]
 
 
 def test_a_killed_run_leaves_the_flag_and_the_next_run_clears_it(
