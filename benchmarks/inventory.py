@@ -375,8 +375,9 @@ def main() -> None:
         for fmt in formats:
             floor = measure_floor(client, inventory, reports[fmt], fmt, Path(tmp))
             ours = measure_ours(database_url, env, fmt, args.workers, inventory, now)
+            (args.cache / f"{name}-ours-{fmt}.log").write_text(ours.sample.stderr)
             results[fmt] = (floor, ours)
-    print_results(args, inventory, served.load_seconds, register_seconds, results)
+    print_results(args, name, inventory, served.load_seconds, register_seconds, results)
     # The floor and the job share the CPU with whatever else runs: a load above the core count
     # shows that the figures above are not those of an idle machine.
     print(
@@ -399,6 +400,7 @@ def main() -> None:
 
 def print_results(
     args: argparse.Namespace,
+    name: str,
     inventory: Inventory,
     load_seconds: float,
     register_seconds: float,
@@ -455,6 +457,7 @@ def print_results(
         "it does wall times"
     )
     for fmt, (floor, ours) in results.items():
+        print(f"{fmt}: the job's log is in {args.cache}/{name}-ours-{fmt}.log")
         if ours.failed:
             print(
                 f"{fmt}: storage-calc run --source inventory FAILED (exit "
