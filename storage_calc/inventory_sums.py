@@ -80,7 +80,8 @@ CSV = """
 # Whether an owned key is one of its owner's adjuncts: `{owner}/adjuncts/...`.
 ADJUNCT = "owned <> '' AND substr(rel, length(owned) + 1, 10) = '/adjuncts/'"
 CHECKED = """
-    SELECT *, NOT valid OR bucket IS DISTINCT FROM $source_{i} OR key IS NULL OR key = ''
+    SELECT *, NOT valid OR bucket IS DISTINCT FROM getvariable('source_{i}') OR key IS NULL
+              OR key = ''
               OR coalesce(size < 0, false) OR (size IS NULL AND NOT is_delete_marker) AS bad
     FROM ({rows})
 """
@@ -96,16 +97,14 @@ def statements() -> dict[str, str]:
 
 def relation(source: Source, number: int, named: bool = False) -> tuple[str, dict[str, Any]]:
     """The relation of a source's rows, checked, for `{objects}` of sql/inventory.sql, and its
-    parameters, named for the source's `number`; `named`: with the data file of each row, which
-    only an error needs (a column of text for every row)."""
+    parameters, named for the source's `number` (its variables are set by `InventorySums.add`);
+    `named`: with the data file of each row, which only an error needs (a column of text for
+    every row)."""
     report = source.report
     fields = set(report.fields)
     storage_class = "storage_class" if "storage_class" in fields else "NULL"
     file = {"named": str(named).lower(), "file": "filename" if named else "NULL"}
-    params: dict[str, Any] = {
-        f"files_{number}": [str(f) for f in source.files],
-        f"source_{number}": report.source_bucket,
-    }
+    params: dict[str, Any] = {f"files_{number}": [str(f) for f in source.files]}
     if report.file_format == "CSV":
         flags = {
             f"{name}_text": name if name in fields else "NULL"
@@ -208,13 +207,26 @@ class InventorySums:
         now (their data files are read again for it)."""
         number = len(self.sources)
         self.sources.append(source)
+        location = source.location
+        self.set_variables(
+            **{
+                f"source_{number}": source.report.source_bucket,
+                f"prefix_{number}": location.prefix,
+                f"url_{number}": f"s3://{location.bucket}/{location.prefix}",
+            }
+        )
         if self.billing:
             objects, params = relation(source, number)
             with read_errors(source):
                 self.conn.execute(
-                    statements()["locate_versions"].format(i=number, objects=objects),
-                    {**params, f"prefix_{number}": source.location.prefix},
+                    statements()["locate_versions"].format(i=number, objects=objects), params
                 )
+
+    def set_variables(self, **values: Any) -> None:
+        """Sets the DuckDB variables that the statements over every object read (see
+        sql/inventory.sql)."""
+        for name, value in values.items():
+            self.conn.execute(f"SET VARIABLE {name} = $value", {"value": value})
 
     def finish(self) -> None:
         """Sums the current versions of every source's objects under its location's prefix in
@@ -230,40 +242,36 @@ class InventorySums:
                     i=number,
                     bit=1 << number,
                     objects=objects,
-                    rel=f"substr(key, length($prefix_{number}) + 1)" if prefix else "key",
+                    rel=f"substr(key, length(getvariable('prefix_{number}')) + 1)"
+                    if prefix
+                    else "key",
                     adjunct=ADJUNCT if split else "false",
                 )
             )
             params.update(source_params)
-            params[f"prefix_{number}"] = prefix
         thumbnails = sum(
             1 << number
             for number, source in enumerate(self.sources)
             if source.location.kind is LocationKind.THUMBNAIL
         )
-        params["partitions"] = partitions(self.sources)
+        self.set_variables(
+            partitions=partitions(self.sources), thumbnails=thumbnails, stub_space=self.stub_space
+        )
         params["path"] = str(self.directory / "partitions")
         statement = statements()["partition_objects"].format(located=" UNION ALL ".join(located))
         examples = ", ".join(
-            f"CASE WHEN locations & {1 << i} <> 0 THEN $url_{i} || g END"
+            f"CASE WHEN locations & {1 << i} <> 0 THEN getvariable('url_{i}') || g END"
             for i in range(len(self.sources))
         )
-        urls = {
-            f"url_{number}": f"s3://{source.location.bucket}/{source.location.prefix}"
-            for number, source in enumerate(self.sources)
-        }
         self.conn.execute(statements()["create_sums"])
         with read_errors(*self.sources):
             self.conn.execute(statement, params)
         for part in sorted((self.directory / "partitions").iterdir()):
             files = [str(path) for path in part.glob("*.parquet")]
-            self.conn.execute(
-                statements()["sum_partition"],
-                {"files": files, "stub_space": self.stub_space, "thumbnails": thumbnails},
-            )
+            self.conn.execute(statements()["sum_partition"], {"files": files})
             if self.conn.execute(statements()["bad_rows"]).fetchone()[0]:
                 raise self.first_malformed()
-            self.conn.execute(statements()["add_assets"].format(examples=examples), urls)
+            self.conn.execute(statements()["add_assets"].format(examples=examples))
             self.conn.execute(statements()["add_others"])
             self.objects += int(
                 self.conn.execute("SELECT coalesce(sum(objects), 0) FROM part").fetchone()[0]
