@@ -1,7 +1,7 @@
 -- DuckDB statements of storage_calc.inventory_sums, by name. Values are bound ($name), except in
 -- the statements over every object (located_objects, partition_objects, sum_partition,
 -- add_assets, locate_versions), which read theirs as variables (getvariable('name')): bound as
--- parameters, the same partition write took 38 to 44 s instead of 18 to 21 s. In
+-- parameters, the same partition write took 38 to 44 s instead of 18 to 22 s. In
 -- partition_objects, `{located}` is the UNION ALL of one located_objects per location, whose `{i}`
 -- is the location's number, `{bit}` its bit in a group's `locations`, `{objects}` the
 -- relation of its data files (`relation` in inventory_sums), `{rel}` and `{adjunct}` the
@@ -37,13 +37,15 @@ FROM (
     FROM (
         SELECT {rel} AS rel, size, bad
         FROM ({objects})
-        WHERE bad OR (is_latest AND NOT is_delete_marker AND starts_with(key, getvariable('prefix_{i}')))
+        WHERE bad
+           OR (is_latest AND NOT is_delete_marker AND starts_with(key, getvariable('prefix_{i}')))
     )
 )
 
 -- name: partition_objects
--- Every location's objects in one parallel scan, written to `$path` in getvariable('partitions')
--- partitions by group (Parquet files `p=N/`), so that each partition is summed in memory.
+-- Every location's objects in one parallel scan, written to `$path` in as many partitions by
+-- group as the variable `partitions` says (Parquet files `p=N/`), so that each partition is
+-- summed in memory.
 -- Summing ten million groups at once would take gigabytes, or spill its hash tables.
 COPY (
     SELECT hash(g) % getvariable('partitions') AS p, g, size, location, adjunct
@@ -72,10 +74,12 @@ CREATE TABLE others (customer integer, space integer, objects bigint, bytes huge
 -- One partition's objects summed per group, with the locations that hold the group's keys
 -- (one bit each), and whether the group names an asset.
 CREATE OR REPLACE TEMP TABLE part AS
-SELECT *, customer IS NOT NULL AND space IS NOT NULL AND (space <> 0 OR getvariable('stub_space')) AS owned
+SELECT *, customer IS NOT NULL AND space IS NOT NULL
+          AND (space <> 0 OR getvariable('stub_space')) AS owned
 FROM (
     SELECT g, count(*) AS objects, coalesce(sum(size), 0) AS bytes,
-           coalesce(sum(size) FILTER (location & getvariable('thumbnails') = 0 AND NOT adjunct), 0) AS size,
+           coalesce(sum(size) FILTER (location & getvariable('thumbnails') = 0 AND NOT adjunct),
+                    0) AS size,
            coalesce(sum(size) FILTER (location & getvariable('thumbnails') <> 0), 0) AS thumbs,
            coalesce(sum(size) FILTER (adjunct), 0) AS adjuncts,
            bit_or(location) AS locations,
@@ -196,8 +200,8 @@ SELECT above(rel) AS p, storage_class, is_latest, is_delete_marker, count(*),
        coalesce(sum(CASE WHEN is_delete_marker THEN 0
                          ELSE greatest(size, coalesce(minimum, 0)) + coalesce(overhead, 0) END), 0)
 FROM (
-    SELECT substr(key, length(getvariable('prefix_{i}')) + 1) AS rel, size, is_latest, is_delete_marker,
-           coalesce(nullif(storage_class, ''), 'STANDARD') AS storage_class
+    SELECT substr(key, length(getvariable('prefix_{i}')) + 1) AS rel, size, is_latest,
+           is_delete_marker, coalesce(nullif(storage_class, ''), 'STANDARD') AS storage_class
     FROM ({objects})
     WHERE NOT bad AND starts_with(key, getvariable('prefix_{i}'))
 )
