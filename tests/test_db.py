@@ -191,6 +191,14 @@ def test_a_running_run_is_not_taken_for_abandoned(
         one = db.start_run(first, datetime.now(UTC), "all", None)
         two = db.start_run(second, datetime.now(UTC), "all", None)
         assert outcomes(conn) == [(one, "running"), (two, "running")]
+        pids = [first.info.backend_pid, second.info.backend_pid]
+    # A backend releases its locks as it exits, a moment after its client closed the connection.
+    deadline = time.monotonic() + 10
+    while conn.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", [pids]
+    ).fetchone()[0]:
+        assert time.monotonic() < deadline, "the closed sessions' backends never exited"
+        time.sleep(0.02)
     with db.connect(database_url) as third:
         three = db.start_run(third, datetime.now(UTC), "all", None)
     assert outcomes(conn) == [(one, "abandoned"), (two, "abandoned"), (three, "running")]
