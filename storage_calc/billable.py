@@ -239,5 +239,5 @@ def in_scope(row: Billable, customer: int, spaces: Spaces) -> bool:
     if row.customer != customer:
         return False
     if row.space is None:
-        return spaces.only is None and not spaces.excluded
+        return spaces.whole
     return spaces.includes(row.space)

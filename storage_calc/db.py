@@ -325,12 +325,6 @@ def all_customers(conn: Connection) -> list[int]:
         return [row[0] for row in execute(conn, "all_customers")]
 
 
-def spaces_params(spaces: Spaces) -> dict[str, list[int] | None]:
-    """The parameters `only` and `excluded` of the queries that cover some spaces."""
-    only = None if spaces.only is None else sorted(spaces.only)
-    return {"only": only, "excluded": sorted(spaces.excluded)}
-
-
 def read_registry(
     conn: Connection,
     layout: Layout,
@@ -342,7 +336,7 @@ def read_registry(
     with translated(f"reading the assets of customer {customer} failed"):
         rows = execute(
             conn, "registry", customer=customer, asset=asset, first_space=layout.first_space,
-            **spaces_params(spaces),
+            **spaces.params(),
         )  # fmt: skip
         return {asset_id: asset_space for asset_id, asset_space in rows}
 
@@ -371,7 +365,7 @@ def stream_registry(
         cursor.itersize = REGISTRY_BATCH
         cursor.execute(
             query("registry_sorted"),
-            {"customer": customer, "first_space": layout.first_space, **spaces_params(spaces)},
+            {"customer": customer, "first_space": layout.first_space, **spaces.params()},
         )
         yield from cursor
 
@@ -384,7 +378,7 @@ def export_registry(
     statement = f"COPY ({query('registry').rstrip(';')}) TO STDOUT (FORMAT csv)"
     params = {
         "customer": customer, "asset": asset, "first_space": layout.first_space,
-        **spaces_params(spaces),
+        **spaces.params(),
     }  # fmt: skip
     with (
         translated(f"reading the assets of customer {customer} failed"),
@@ -410,7 +404,7 @@ def misfiled(
             customer=customer,
             asset=asset,
             first_space=layout.first_space,
-            **spaces_params(spaces),
+            **spaces.params(),
         ).fetchone()  # type: ignore[misc]  # an aggregate: always one row
     return Misfiled(count, tuple(examples))
 
@@ -441,7 +435,7 @@ def set_in_progress(
             in_progress=in_progress,
             customer=customer,
             asset=asset,
-            **spaces_params(spaces),
+            **spaces.params(),
         )
 
 
@@ -541,7 +535,7 @@ def write_staged(
     """
     params = {
         "customer": customer,
-        **spaces_params(spaces),
+        **spaces.params(),
         "asset": asset,
         "checked": checked,
         "first_space": layout.first_space,
@@ -840,12 +834,11 @@ def write_billable(
     """Replaces, in one transaction, the customer's billable rows of `spaces` with those of
     `rows` in them; computing the whole customer (every space, none excluded) also replaces its
     row outside any space. `checked` is when its listing started."""
-    whole = spaces.only is None and not spaces.excluded
     with (
         translated(f"writing the billable bytes of customer {customer} failed"),
         conn.transaction(),
     ):
-        execute(conn, "delete_billable", customer=customer, whole=whole, **spaces_params(spaces))
+        execute(conn, "delete_billable", customer=customer, whole=spaces.whole, **spaces.params())
         kept = [row for row in rows if in_scope(row, customer, spaces)]
         with conn.cursor() as cur:
             cur.executemany(

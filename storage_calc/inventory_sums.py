@@ -327,12 +327,7 @@ class InventorySums:
             cursor.execute(
                 statements()["stage_assets"], {"customer": customer, "path": str(staged)}
             )
-            scope = {
-                "customer": customer,
-                "asset": asset_id,
-                "only": None if spaces.only is None else sorted(spaces.only),
-                "excluded": sorted(spaces.excluded),
-            }
+            scope = {"customer": customer, "asset": asset_id, **spaces.params()}
             total = cursor.execute(statements()["scope_totals"], scope).fetchone()
             orphans = cursor.execute(
                 statements()["scope_orphans"], {**scope, "examples": ORPHAN_EXAMPLES}

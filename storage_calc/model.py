@@ -80,6 +80,20 @@ class Spaces:
         return (self.only is None or space in self.only) and space not in self.excluded
 
     @property
+    def whole(self) -> bool:
+        """Whether these are every space of the customer, none excluded: only then does a run
+        also compute what lies outside any space."""
+        return self.only is None and not self.excluded
+
+    def params(self) -> dict[str, list[int] | None]:
+        """The parameters `only` and `excluded` of the queries (PostgreSQL's and DuckDB's) that
+        cover some spaces."""
+        return {
+            "only": None if self.only is None else sorted(self.only),
+            "excluded": sorted(self.excluded),
+        }
+
+    @property
     def one(self) -> int | None:
         """The space, where there is only one."""
         return next(iter(self.only)) if self.only is not None and len(self.only) == 1 else None

@@ -297,7 +297,7 @@ def test_a_write_joins_by_hashing_whatever_the_statistics_say(
     conn.execute('ANALYZE "ImageStorage"')
     conn.execute('ANALYZE "Images"')
     params = {
-        "customer": 2, **db.spaces_params(Spaces()), "asset": None,
+        "customer": 2, **Spaces().params(), "asset": None,
         "first_space": SEED.first_space, "customer_space": SEED.customer_space,
     }  # fmt: skip
     with conn.transaction(force_rollback=True):
