@@ -80,6 +80,8 @@ CSV = """
 """
 # Whether an owned key is one of its owner's adjuncts: `{owner}/adjuncts/...`.
 ADJUNCT = "owned <> '' AND substr(rel, length(owned) + 1, 10) = '/adjuncts/'"
+# A group's URL in location `{i}` (its bit `{bit}`), NULL where the group has no key there.
+EXAMPLE = "CASE WHEN locations & {bit} <> 0 THEN getvariable('url_{i}') || g END"
 CHECKED = """
     SELECT *, NOT valid OR bucket IS DISTINCT FROM getvariable('source_{i}') OR key IS NULL
               OR key = ''
@@ -210,7 +212,7 @@ class InventorySums:
         self.sources.append(source)
         location = source.location
         self.set_variables(
-            **{
+            {
                 f"source_{number}": source.report.source_bucket,
                 f"prefix_{number}": location.prefix,
                 f"url_{number}": f"s3://{location.bucket}/{location.prefix}",
@@ -223,7 +225,7 @@ class InventorySums:
                     statements()["locate_versions"].format(i=number, objects=objects), params
                 )
 
-    def set_variables(self, **values: Any) -> None:
+    def set_variables(self, values: Mapping[str, Any]) -> None:
         """Sets the DuckDB variables that the statements over every object read (see
         sql/inventory.sql)."""
         for name, value in values.items():
@@ -233,15 +235,18 @@ class InventorySums:
         """Sums the current versions of every source's objects under its location's prefix in
         one scan, into `assets` and `others`; an InventoryError naming the first malformed row,
         if any."""
-        located, params = [], {}
+        located, examples, params, thumbnails = [], [], {}, 0
         for number, source in enumerate(self.sources):
             objects, source_params = relation(source, number)
-            prefix = source.location.prefix
+            prefix, bit = source.location.prefix, 1 << number
             split = self.split_adjuncts and source.location.kind is LocationKind.ARTEFACT
+            if source.location.kind is LocationKind.THUMBNAIL:
+                thumbnails |= bit
+            examples.append(EXAMPLE.format(bit=bit, i=number))
             located.append(
                 statements()["located_objects"].format(
                     i=number,
-                    bit=1 << number,
+                    bit=bit,
                     objects=objects,
                     rel=f"substr(key, length(getvariable('prefix_{number}')) + 1)"
                     if prefix
@@ -250,20 +255,16 @@ class InventorySums:
                 )
             )
             params.update(source_params)
-        thumbnails = sum(
-            1 << number
-            for number, source in enumerate(self.sources)
-            if source.location.kind is LocationKind.THUMBNAIL
-        )
         self.set_variables(
-            partitions=partitions(self.sources), thumbnails=thumbnails, stub_space=self.stub_space
+            {
+                "partitions": partitions(self.sources),
+                "thumbnails": thumbnails,
+                "stub_space": self.stub_space,
+            }
         )
         params["path"] = str(self.directory / "partitions")
         statement = statements()["partition_objects"].format(located=" UNION ALL ".join(located))
-        examples = ", ".join(
-            f"CASE WHEN locations & {1 << i} <> 0 THEN getvariable('url_{i}') || g END"
-            for i in range(len(self.sources))
-        )
+        add_assets = statements()["add_assets"].format(examples=", ".join(examples))
         self.conn.execute(statements()["create_sums"])
         with read_errors(*self.sources):
             self.conn.execute(statement, params)
@@ -272,7 +273,7 @@ class InventorySums:
             self.conn.execute(statements()["sum_partition"], {"files": files})
             if self.conn.execute(statements()["bad_rows"]).fetchone()[0]:
                 raise self.first_malformed()
-            self.conn.execute(statements()["add_assets"].format(examples=examples))
+            self.conn.execute(add_assets)
             self.conn.execute(statements()["add_others"])
             self.objects += int(
                 self.conn.execute("SELECT coalesce(sum(objects), 0) FROM part").fetchone()[0]
