@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
@@ -164,10 +165,10 @@ def parse_listing(body: bytes, requested: tuple[str, str] | None) -> tuple[Page,
         raise InvalidListing(f"the answer was a {root.tag.removeprefix(ns)!r}, not a listing")
     decode = unquote_plus if root.findtext(f"{ns}EncodingType") == "url" else str
     if requested is not None:
-        found = (root.findtext(f"{ns}Name") or "", decode(root.findtext(f"{ns}Prefix") or ""))
-        if found != requested:
+        name, echoed = root.findtext(f"{ns}Name") or "", root.findtext(f"{ns}Prefix") or ""
+        if name != requested[0] or not echoes(echoed, requested[1], decode):
             raise InvalidListing(
-                f"the answer listed s3://{found[0]}/{found[1]}, not s3://{'/'.join(requested)}"
+                f"the answer listed s3://{name}/{echoed}, not s3://{'/'.join(requested)}"
             )
     truncated = root.findtext(f"{ns}IsTruncated")
     if truncated not in ("true", "false"):
@@ -191,6 +192,23 @@ def parse_listing(body: bytes, requested: tuple[str, str] | None) -> tuple[Page,
     rest = f"<NextContinuationToken>{escape(token)}</NextContinuationToken>" if token else ""
     tail = f"<ListBucketResult><IsTruncated>{truncated}</IsTruncated>{rest}</ListBucketResult>"
     return Page(objects, prefixes), tail.encode()
+
+
+# What XML 1.0 cannot carry, which a server writing the prefix as it came replaces by U+FFFD.
+NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def echoes(echoed: str, prefix: str, decode: Callable[[str], str]) -> bool:
+    """Whether a listing's `<Prefix>` is the requested `prefix`, in the spelling of one server
+    or another.
+
+    Asked for `EncodingType=url`, AWS S3 and moto url-encode the prefix they echo, as they
+    encode the keys; SeaweedFS encodes the keys but echoes the prefix as it was sent, with the
+    characters XML 1.0 cannot carry replaced by U+FFFD. Either spelling of the requested prefix
+    is a listing of it; a decoded `+` is a space, so `+30/` sent raw would never match the
+    encoded reading alone.
+    """
+    return decode(echoed) == prefix or echoed == NOT_XML.sub("\ufffd", prefix)
 
 
 def list_pages(

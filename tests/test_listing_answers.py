@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
+from xml.sax.saxutils import escape
 
 import psycopg
 import pytest
@@ -14,7 +15,7 @@ from botocore.awsrequest import AWSResponse
 
 from storage_calc import calculator
 from storage_calc.config import Settings
-from storage_calc.listing import S3Client, make_s3_client
+from storage_calc.listing import InvalidListing, S3Client, make_s3_client, parse_listing
 from storage_calc.model import Outcome
 from tests.conftest import STORAGE, RawBody
 from tests.s3_proxy import S3Proxy
@@ -149,3 +150,45 @@ def test_the_command_names_the_customer_whose_listing_was_never_a_listing_and_ex
         "Error: customer 2: listing s3://dlcs-storage/2/5/ failed after retries: InvalidListing "
     )
     assert errors[1:] == ["Error: 1 of 2 customers failed"]
+
+
+def encoded_listing(echoed: str) -> bytes:
+    """A listing asked with `EncodingType=url` whose `<Prefix>` is `echoed`, as written."""
+    return listing(prefix=echoed).replace(
+        b"</ListBucketResult>", b"<EncodingType>url</EncodingType></ListBucketResult>"
+    )
+
+
+ECHOES = {
+    "encoded, as AWS and moto send it": ("+30/", "%2B30/"),
+    "as sent, as SeaweedFS sends it": ("+30/", "+30/"),
+    "a percent sign encoded": ("%2B7/", "%252B7/"),
+    "a percent sign as sent": ("%2B7/", "%2B7/"),
+    "a space encoded as +": ("a b/", "a+b/"),
+    "not in XML encoded": ("a\x01b/", "a%01b/"),
+    "not in XML as sent, replaced by U+FFFD": ("a\x01b/", "a\ufffdb/"),
+}
+
+
+@pytest.mark.parametrize(("prefix", "echoed"), ECHOES.values(), ids=ECHOES.keys())
+def test_each_servers_spelling_of_the_requested_prefix_is_a_listing_of_it(
+    prefix: str, echoed: str
+) -> None:
+    parsed = parse_listing(encoded_listing(escape(echoed)), (STORAGE, prefix))
+    assert parsed is not None
+
+
+WRONG_ECHOES = {
+    "another prefix encoded": ("+30/", "%2B31/"),
+    "another prefix as sent": ("+30/", "+31/"),
+    "a space for a plus": ("+30/", "%2030/"),
+    "U+FFFD for a character XML carries": ("a b/", "a\ufffdb/"),
+}
+
+
+@pytest.mark.parametrize(("prefix", "echoed"), WRONG_ECHOES.values(), ids=WRONG_ECHOES.keys())
+def test_a_listing_of_another_prefix_is_refused_in_either_spelling(
+    prefix: str, echoed: str
+) -> None:
+    with pytest.raises(InvalidListing, match="the answer listed s3://dlcs-storage/"):
+        parse_listing(encoded_listing(escape(echoed)), (STORAGE, prefix))

@@ -1,0 +1,75 @@
+"""Keys with `+`, `%`, spaces, `%2B` spelled out, non-ASCII letters and characters XML 1.0
+cannot carry are attributed exactly in every role, by every kind of run, on moto."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+
+from storage_calc import calculator
+from storage_calc.config import Settings
+from storage_calc.listing import S3Client
+from storage_calc.model import AssetKey, Scope
+from tests import odd_names
+from tests.conftest import STORAGE, THUMBS
+from tests.odd_names import MARKS
+from tests.test_inventory_run import inventory_settings
+
+Conn = psycopg.Connection[Any]
+
+
+@pytest.fixture(params=MARKS.values(), ids=MARKS.keys())
+def mark(
+    request: pytest.FixtureRequest, register: Callable[..., None], put: Callable[..., None]
+) -> str:
+    register(odd_names.asset_of(request.param))
+    put(STORAGE, odd_names.artefacts(request.param))
+    put(THUMBS, odd_names.thumbnails(request.param))
+    return str(request.param)
+
+
+def test_a_full_run_attributes_every_role(
+    mark: str, settings: Settings, s3: S3Client, conn: Conn
+) -> None:
+    report = calculator.run(settings, s3)
+    assert report.outcome == "done", report.error_summary
+    assert odd_names.figures(conn) == (
+        {odd_names.asset_of(mark): odd_names.ASSET_FIGURES}, [odd_names.SPACE_FIGURES]
+    )  # fmt: skip
+    assert (report.orphan_objects, report.orphan_bytes) == odd_names.ORPHAN
+    assert (report.unattributed_objects, report.unattributed_bytes) == odd_names.OUTSIDE
+
+
+def test_a_run_of_the_space_attributes_its_roles(
+    mark: str, settings: Settings, s3: S3Client, conn: Conn
+) -> None:
+    report = calculator.run(settings, s3, Scope(customer=2, space=5))
+    assert report.outcome == "done", report.error_summary
+    assert odd_names.figures(conn) == (
+        {odd_names.asset_of(mark): odd_names.ASSET_FIGURES}, [odd_names.SPACE_FIGURES]
+    )  # fmt: skip
+    assert (report.orphan_objects, report.orphan_bytes) == odd_names.ORPHAN
+
+
+def test_a_run_of_the_asset_counts_its_key_and_the_objects_under_it(
+    mark: str, settings: Settings, s3: S3Client, conn: Conn
+) -> None:
+    report = calculator.run(settings, s3, Scope(asset=AssetKey(2, 5, f"a{mark}b")))
+    assert report.outcome == "done", report.error_summary
+    assets, _ = odd_names.figures(conn)
+    assert assets == {odd_names.asset_of(mark): odd_names.ASSET_FIGURES}
+
+
+def test_a_run_from_inventories_attributes_every_role(
+    mark: str, settings: Settings, inventory_s3: S3Client, conn: Conn
+) -> None:
+    report = calculator.run(inventory_settings(settings, inventory_s3), inventory_s3)
+    assert report.outcome == "done", report.error_summary
+    assert odd_names.figures(conn) == (
+        {odd_names.asset_of(mark): odd_names.ASSET_FIGURES}, [odd_names.SPACE_FIGURES]
+    )  # fmt: skip
+    assert (report.orphan_objects, report.orphan_bytes) == odd_names.ORPHAN
+    assert (report.unattributed_objects, report.unattributed_bytes) == odd_names.OUTSIDE
