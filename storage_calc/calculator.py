@@ -20,6 +20,7 @@ from storage_calc.errors import (
     ConfigError,
     DatabaseError,
     Interrupted,
+    ListingError,
     NotFound,
     StorageCalcError,
 )
@@ -38,6 +39,7 @@ from storage_calc.model import (
     ScopeSums,
     Shard,
     Spaces,
+    Uncounted,
 )
 from storage_calc.progress import RunProgress
 from storage_calc.ranges import EmptyBeyond, KeyRange, RangeCut, registry_slices
@@ -158,7 +160,8 @@ def run(
                 results.sort(key=lambda result: result.customer)
                 report = RunReport(
                     scope, shard, dry_run, started, db.server_now(database.conn), tuple(results),
-                    outside.objects, outside.bytes, error, job.stop.is_set(), layout, run_id,
+                    outside.tally.objects, outside.tally.bytes, error, job.stop.is_set(), layout,
+                    run_id, tuple(outside.uncounted),
                 )  # fmt: skip
                 if run_id is not None:
                     db.finish_run(database.conn, run_id, report)
@@ -169,13 +172,22 @@ def run(
     return report
 
 
+@dataclass
+class Outside:
+    """The keys outside every customer (`tally`) and the prefixes of them that could not be
+    listed."""
+
+    tally: Tally
+    uncounted: list[Uncounted] = field(default_factory=list)
+
+
 def compute(
     job: Job, database: db.Database, scope: Scope, shard: Shard | None
-) -> tuple[list[CustomerResult], Tally, str | None]:
+) -> tuple[list[CustomerResult], Outside, str | None]:
     """The results of the customers of the run, recorded in the order they end, the keys outside
     every customer, and the error that ended the run early, if any."""
     results: list[CustomerResult] = []
-    outside = job.tally({})
+    outside = Outside(job.tally({}))
     try:
         customers = resolve_customers(job, database, scope, shard, outside)
         for result in compute_customers(job, database, customers, scope, shard is not None):
@@ -214,14 +226,16 @@ def log_summary(report: RunReport) -> None:
 
 
 def resolve_customers(
-    job: Job, database: db.Database, scope: Scope, shard: Shard | None, outside: Tally
+    job: Job, database: db.Database, scope: Scope, shard: Shard | None, outside: Outside
 ) -> dict[int, Spaces]:
     """The customers a run computes, in order, each with the spaces it computes of them.
 
     For a run over everything these are the customers with registered assets or figures plus
     those found on S3 (whose objects are all orphans); a shard computes its share of them (see
     `storage_calc.shards`). Keys outside every customer prefix are added to `outside` (as
-    unattributed) only when the run covers every customer (no shard).
+    unattributed) only when the run covers every customer (no shard). A prefix of them that
+    cannot be listed is named in `outside.uncounted` and fails no customer: they hold none of
+    its keys.
     """
     if scope.asset is not None:
         found = {scope.asset.customer: Spaces(only=frozenset({scope.asset.space}))}
@@ -232,23 +246,28 @@ def resolve_customers(
         customers = set(db.all_customers(database.conn)) | job.inventory.sums.customers()
         if shard is None:
             count, size = job.inventory.sums.outside()
-            outside.objects = outside.unattributed_objects = count
-            outside.bytes = outside.unattributed_bytes = size
+            outside.tally.objects = outside.tally.unattributed_objects = count
+            outside.tally.bytes = outside.tally.unattributed_bytes = size
         found = plan(job, database, customers, shard)
     else:
         customers = set(db.all_customers(database.conn))
-        others: list[Future[Tally]] = []
+        others: list[tuple[str, Future[Tally]]] = []
         for location, objects, prefixes in levels(job, ""):
             if shard is None:
-                outside.merge(objects)
+                outside.tally.merge(objects)
             for prefix in prefixes:
                 customer = parse_int(prefix[:-1])
                 if customer is not None:
                     customers.add(customer)
                 elif shard is None:
-                    others.append(job.pool.submit(tally_prefix, job, location, prefix))
-        for future in others:
-            outside.merge(waited(future))
+                    where = f"s3://{location.bucket}/{location.prefix}{prefix}"
+                    others.append((where, job.pool.submit(tally_prefix, job, location, prefix)))
+        for where, future in others:
+            try:
+                outside.tally.merge(waited(future))
+            except ListingError as exc:
+                log.error("prefix_not_counted", prefix=where, error=str(exc))
+                outside.uncounted.append(Uncounted(where, str(exc)))
         found = plan(job, database, customers, shard)
     job.progress.customers_found(len(found))
     return found

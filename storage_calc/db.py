@@ -696,6 +696,7 @@ def finish_run(conn: Connection, run_id: int, report: RunReport) -> None:
             drift_bytes=report.drift_bytes,
             error=report.error_summary,
             misfiled=report.misfiled,
+            uncounted=[u.prefix for u in report.uncounted],
         )
 
 

@@ -302,6 +302,15 @@ class CustomerResult:
 
 
 @dataclass(frozen=True)
+class Uncounted:
+    """A prefix outside every customer that could not be listed (`s3://bucket/prefix`), and
+    why."""
+
+    prefix: str
+    error: str
+
+
+@dataclass(frozen=True)
 class RunReport:
     """The outcome of one run over a scope."""
 
@@ -317,6 +326,9 @@ class RunReport:
     interrupted: bool = False
     layout: Layout | None = None
     run_id: int | None = None
+    # The prefixes outside every customer that could not be listed: the unattributed figures
+    # are short of whatever they hold.
+    uncounted: tuple[Uncounted, ...] = ()
 
     def _total(self, name: str) -> int:
         return sum(getattr(c, name) for c in self.customers)
@@ -373,12 +385,23 @@ class RunReport:
         )
 
     @property
+    def uncounted_error(self) -> str | None:
+        """What the unattributed figures lack, if some prefix could not be listed."""
+        if not self.uncounted:
+            return None
+        errors = "; ".join(u.error for u in self.uncounted)
+        return f"the unattributed figures are incomplete: {errors}"
+
+    @property
     def error_summary(self) -> str | None:
-        """The run's error, or else the errors of its failed customers, one per customer."""
-        failed = self.with_outcome(Outcome.FAILED)
-        if self.error is not None or not failed:
+        """The run's error, or else the errors of its failed customers, one per customer, and
+        the prefixes outside every customer it could not count."""
+        if self.error is not None:
             return self.error
-        return "; ".join(f"customer {c.customer}: {c.error}" for c in failed)
+        errors = [f"customer {c.customer}: {c.error}" for c in self.with_outcome(Outcome.FAILED)]
+        if self.uncounted_error is not None:
+            errors.append(self.uncounted_error)
+        return "; ".join(errors) or None
 
     def with_outcome(self, outcome: Outcome) -> tuple[CustomerResult, ...]:
         return tuple(c for c in self.customers if c.outcome is outcome)
@@ -387,7 +410,7 @@ class RunReport:
     def outcome(self) -> str:
         if self.interrupted:
             return "interrupted"
-        if self.error is not None or self.with_outcome(Outcome.FAILED):
+        if self.error is not None or self.with_outcome(Outcome.FAILED) or self.uncounted:
             return "failed"
         if self.customers and len(self.with_outcome(Outcome.LOCKED)) == len(self.customers):
             return "locked"

@@ -32,6 +32,8 @@ class RunRow:
     orphans: int
     orphan_bytes: int
     unattributed: int
+    # The prefixes outside every customer it could not list: `unattributed` is short of them.
+    uncounted: list[str]
     drift_bytes: int
     misfiled: int
     error: str | None

@@ -145,6 +145,8 @@ def exit_with(report: RunReport) -> None:
         raise Failure(report.error)
     if failed:
         raise Failure(f"{len(failed)} of {len(report.customers)} customers failed")
+    if report.uncounted_error:
+        raise Failure(report.uncounted_error)
     if report.outcome == "locked":
         raise Failure("every requested customer is being computed by another run", EXIT_LOCKED)
 

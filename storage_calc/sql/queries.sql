@@ -424,7 +424,7 @@ UPDATE storage_calc.runs SET
     unattributed = %(unattributed)s, unattributed_bytes = %(unattributed_bytes)s,
     customers = %(customers)s, customers_failed = %(customers_failed)s,
     customers_skipped = %(customers_skipped)s, drift_bytes = %(drift_bytes)s, error = %(error)s,
-    misfiled = %(misfiled)s
+    misfiled = %(misfiled)s, uncounted = %(uncounted)s
 WHERE id = %(run_id)s;
 
 -- name: insert_customer_run
@@ -488,7 +488,7 @@ WHERE "Id" = %(id)s;
 -- The latest runs, newest first.
 SELECT id, started, finished, extract(epoch FROM finished - started)::float8 AS seconds, scope,
        shard, outcome, customers, customers_failed, customers_skipped, objects, bytes, assets,
-       orphans, orphan_bytes, unattributed, drift_bytes, misfiled, error
+       orphans, orphan_bytes, unattributed, uncounted, drift_bytes, misfiled, error
 FROM storage_calc.runs
 ORDER BY id DESC
 LIMIT %(limit)s;
