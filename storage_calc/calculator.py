@@ -18,9 +18,11 @@ from storage_calc.billable import Billable, BillableTally, in_scope
 from storage_calc.config import Settings
 from storage_calc.errors import (
     ConfigError,
+    ConnectionLost,
     DatabaseError,
     Interrupted,
     ListingError,
+    LockLost,
     NotFound,
     StorageCalcError,
 )
@@ -130,19 +132,19 @@ def run(
     nothing written). Every log event of the run carries its `run_id` (None for a dry
     run). `progress` is kept up to date as customers and pages come in.
     """
-    database = db.Database(settings.database_url)
+    database = db.Database(settings.database_url, settings.reconnect_delays)
     connections = db.Connections(settings.database_url)
     try:
-        layout = db.detect_layout(database.conn)
+        layout = database.retried(db.detect_layout)
         check_scope(scope, layout)
         with contextlib.ExitStack() as reports:
             inventory = None
             if settings.source == "inventory":
                 inventory = reports.enter_context(opened(settings, s3, layout, stop))
-            started = db.server_now(database.conn)
+            started = database.retried(db.server_now)
             shard_text = str(shard) if shard else None
             run_id = (
-                None if dry_run else db.start_run(database.conn, started, str(scope), shard_text)
+                None if dry_run else database.retried(db.start_run, started, str(scope), shard_text)
             )
             database.run_id = run_id
             with structlog.contextvars.bound_contextvars(run_id=run_id):
@@ -159,17 +161,30 @@ def run(
                     results, outside, error = compute(job, database, scope, shard)
                 results.sort(key=lambda result: result.customer)
                 report = RunReport(
-                    scope, shard, dry_run, started, db.server_now(database.conn), tuple(results),
-                    outside.tally.objects, outside.tally.bytes, error, job.stop.is_set(), layout,
-                    run_id, tuple(outside.uncounted),
+                    scope, shard, dry_run, started, database.retried(db.server_now),
+                    tuple(results), outside.tally.objects, outside.tally.bytes, error,
+                    job.stop.is_set(), layout, run_id, tuple(outside.uncounted),
+                    database.reconnections + connections.reconnections,
                 )  # fmt: skip
                 if run_id is not None:
-                    db.finish_run(database.conn, run_id, report)
+                    database.retried(db.finish_run, run_id, report)
                 log_summary(report)
     finally:
+        clear_flags_left(database)
         connections.close()
         database.close()
     return report
+
+
+def clear_flags_left(database: db.Database) -> None:
+    """Clears the flags the run set and did not clear, whatever ended it (a stop, an error, a
+    bug), on a new connection if the run's broke; only a database that stays unreachable keeps
+    them, for the next run to clear."""
+    for customer in list(database.flagged):
+        try:
+            database.unflag(customer)
+        except StorageCalcError as exc:
+            log.error("flags_not_cleared", customer=customer, error=str(exc))
 
 
 @dataclass
@@ -191,10 +206,12 @@ def compute(
     try:
         customers = resolve_customers(job, database, scope, shard, outside)
         for result in compute_customers(job, database, customers, scope, shard is not None):
-            if database.run_id is not None:
-                db.record_customer(database.conn, database.run_id, scope, result)
+            if (run_id := database.run_id) is not None:
+                database.retried(db.record_customer, run_id, scope, result)
             results.append(result)
             job.progress.customer_done()
+        if database.down is not None:
+            return results, outside, f"the database stayed unreachable: {database.down}"
     except StorageCalcError as exc:
         return results, outside, str(exc)
     except Exception as exc:
@@ -221,6 +238,7 @@ def log_summary(report: RunReport) -> None:
         shard=str(report.shard) if report.shard else None,
         dry_run=report.dry_run,
         **report.counts(),
+        reconnections=report.reconnections,
         duration_s=round(report.duration_seconds, 3),
     )
 
@@ -243,14 +261,14 @@ def resolve_customers(
         only = None if scope.space is None else frozenset({scope.space})
         found = {scope.customer: Spaces(only=only)}
     elif job.inventory is not None:
-        customers = set(db.all_customers(database.conn)) | job.inventory.sums.customers()
+        customers = set(database.retried(db.all_customers)) | job.inventory.sums.customers()
         if shard is None:
             count, size = job.inventory.sums.outside()
             outside.tally.objects = outside.tally.unattributed_objects = count
             outside.tally.bytes = outside.tally.unattributed_bytes = size
         found = plan(job, database, customers, shard)
     else:
-        customers = set(db.all_customers(database.conn))
+        customers = set(database.retried(db.all_customers))
         others: list[tuple[str, Future[Tally]]] = []
         for location, objects, prefixes in levels(job, ""):
             if shard is None:
@@ -279,7 +297,7 @@ def plan(
     """Every customer with all its spaces, or the share of `shard`."""
     if shard is None:
         return {customer: Spaces() for customer in sorted(customers)}
-    weights = db.asset_counts(database.conn, job.layout)
+    weights = database.retried(db.asset_counts, job.layout)
     return shard_spaces(weights, customers, shard)
 
 
@@ -288,16 +306,46 @@ def compute_customers(
 ) -> Iterator[CustomerResult]:
     """Each customer's result, written as soon as it is listed, with the listings of the next
     customers running while one is written; a shard (`shared`) locks its customers in shared
-    mode. No customer is started once a stop is requested."""
+    mode. No customer is started once a stop is requested, or once the database stayed
+    unreachable.
+
+    A customer whose database connection broke (or whose lock died with the run's) is computed
+    again from the start, after each of the settings' `reconnect_delays` in turn.
+    """
     in_flight: list[Pending] = []
+
+    def start(customer: int, spaces: Spaces, attempt: int = 0) -> None:
+        in_flight.append(
+            start_customer(job, database, customer, spaces, scope.asset, shared, attempt)
+        )
+
+    def end() -> Iterator[CustomerResult]:
+        pending = next_listed(in_flight)
+        result = finish_customer(job, database, pending)
+        delays = job.settings.reconnect_delays
+        if pending.retry and pending.attempt < len(delays) and not stopped():
+            delay = delays[pending.attempt]
+            log.warning(
+                "customer_retried", customer=pending.customer, attempt=pending.attempt + 2,
+                in_s=delay, error=result.error,
+            )  # fmt: skip
+            job.stop.wait(delay)
+            start(pending.customer, pending.spaces, pending.attempt + 1)
+            return
+        log_customer(pending, result)
+        yield result
+
+    def stopped() -> bool:
+        return job.stop.is_set() or database.down is not None
+
     for customer, spaces in customers.items():
-        if job.stop.is_set():
+        if stopped():
             break
-        in_flight.append(start_customer(job, database, customer, spaces, scope.asset, shared))
+        start(customer, spaces)
         if len(in_flight) == customers_in_flight(job.settings):
-            yield finish_customer(job, database, next_listed(in_flight))
+            yield from end()
     while in_flight:
-        yield finish_customer(job, database, next_listed(in_flight))
+        yield from end()
 
 
 def next_listed(in_flight: list[Pending]) -> Pending:
@@ -320,12 +368,15 @@ class Pending:
     customer: int
     spaces: Spaces
     asset_id: str | None
+    # How many times the customer was computed before, in this run.
+    attempt: int = 0
     began: float = field(default_factory=time.monotonic)
     misfiled: Misfiled = field(default_factory=Misfiled)
     checked: datetime | None = None
-    flagged: bool = False
     listing: Future[Listed] | None = None
     result: CustomerResult | None = None
+    # Whether it failed for a broken connection or a lock lost with one: worth another attempt.
+    retry: bool = False
     # How long the customer's write transaction took: what its rows were locked for.
     write_seconds: float | None = None
 
@@ -349,19 +400,23 @@ def start_customer(
     spaces: Spaces,
     asset: AssetKey | None,
     shared: bool,
+    attempt: int = 0,
 ) -> Pending:
     """Takes the customer's advisory lock (in shared mode for a shard, whose spaces no other
     shard computes), sets the `CheckingInProgress` of its `spaces` (or `asset`), committed so
     that readers see it, and starts listing them."""
-    pending = Pending(customer, spaces, asset.id if asset else None)
-    if not database.lock_customer(customer, shared):
-        log.warning("customer_locked", customer=customer, reason="another run is computing it")
-        pending.result = CustomerResult(customer, Outcome.LOCKED, error="locked by another run")
-        return pending
+    pending = Pending(customer, spaces, asset.id if asset else None, attempt)
     try:
-        conn = database.conn
-        pending.checked = job.inventory.checked if job.inventory else db.server_now(conn)
-        pending.misfiled = db.misfiled(conn, job.layout, customer, spaces, pending.asset_id)
+        if not database.lock_customer(customer, shared):
+            log.warning("customer_locked", customer=customer, reason="another run is computing it")
+            pending.result = CustomerResult(customer, Outcome.LOCKED, error="locked by another run")
+            return pending
+        pending.checked = (
+            job.inventory.checked if job.inventory else database.retried(db.server_now)
+        )
+        pending.misfiled = database.retried(
+            db.misfiled, job.layout, customer, spaces, pending.asset_id
+        )
         if pending.misfiled.count:
             log.warning(
                 "misfiled_assets",
@@ -371,11 +426,12 @@ def start_customer(
                 rule='"Images" rows whose Id is not under their own customer and space count '
                 "nowhere",
             )
-        if asset is not None and not db.read_registry(conn, job.layout, customer, spaces, asset.id):
+        if asset is not None and not database.retried(
+            db.read_registry, job.layout, customer, spaces, asset.id
+        ):
             raise NotFound(f'asset {asset.id} is not registered in "Images"')
         if not job.dry_run:
-            db.set_in_progress(conn, True, customer, spaces, pending.asset_id)
-            pending.flagged = True
+            database.flag(customer, spaces, pending.asset_id)
         pending.listing = job.customers.submit(list_customer, job, customer, spaces, asset)
     except Exception as exc:
         pending.result = give_up(database, pending, exc)
@@ -389,7 +445,7 @@ def finish_customer(job: Job, database: db.Database, pending: Pending) -> Custom
         listed: Listed | None = None
         try:
             listed = waited(pending.listing)
-            holder = database.conn.info.backend_pid
+            holder = database.retried(db.backend_pid)
             if pending.customer in database.lost:
                 raise DatabaseError(
                     "the database connection broke and another run took the customer meanwhile"
@@ -401,6 +457,7 @@ def finish_customer(job: Job, database: db.Database, pending: Pending) -> Custom
                 billable=listed.billable,
             )  # fmt: skip
             pending.write_seconds = round(time.monotonic() - writing, 3)
+            database.written(pending.customer)
             sums = listed.sums
             pending.result = CustomerResult(
                 pending.customer, Outcome.DONE, sums.objects, sums.bytes, listed.staged,
@@ -413,7 +470,10 @@ def finish_customer(job: Job, database: db.Database, pending: Pending) -> Custom
         finally:
             if listed is not None:
                 give_back(job, listed.conn)
-    result = replace(pending.result, seconds=round(time.monotonic() - pending.began, 3))
+    return replace(pending.result, seconds=round(time.monotonic() - pending.began, 3))
+
+
+def log_customer(pending: Pending, result: CustomerResult) -> None:
     if result.outcome is not Outcome.LOCKED:
         log.info(
             "customer_calculated",
@@ -423,8 +483,8 @@ def finish_customer(job: Job, database: db.Database, pending: Pending) -> Custom
             **result.counts(),
             duration_s=result.seconds,
             write_s=pending.write_seconds,
+            attempts=pending.attempt + 1,
         )
-    return result
 
 
 def give_back(job: Job, conn: db.Connection) -> None:
@@ -441,10 +501,11 @@ def give_up(database: db.Database, pending: Pending, exc: Exception) -> Customer
 
     Any exception fails the customer alone, the unexpected ones too (a bug, or an answer no
     check foresaw): named in the result and logged with their traceback, while the run goes on
-    with the next customer.
+    with the next customer. A broken connection, or a lock lost with one, marks it for another
+    attempt (`retry`).
     """
-    if pending.flagged:
-        clear_flags(database, pending.customer, pending.spaces, pending.asset_id)
+    pending.retry = isinstance(exc, ConnectionLost | LockLost)
+    clear_flags(database, pending.customer)
     release(database, pending.customer)
     error = str(exc)
     if not isinstance(exc, StorageCalcError):
@@ -453,13 +514,11 @@ def give_up(database: db.Database, pending: Pending, exc: Exception) -> Customer
     return CustomerResult(pending.customer, Outcome.FAILED, error=error)
 
 
-def clear_flags(database: db.Database, customer: int, spaces: Spaces, asset: str | None) -> None:
+def clear_flags(database: db.Database, customer: int) -> None:
     """Clears `CheckingInProgress` after a failure, on a new connection if the old one broke;
     the flags of a customer another run took meanwhile are that run's to clear."""
     try:
-        conn = database.conn
-        if customer not in database.lost:
-            db.set_in_progress(conn, False, customer, spaces, asset)
+        database.unflag(customer)
     except StorageCalcError as exc:
         log.error("flags_not_cleared", customer=customer, error=str(exc))
 

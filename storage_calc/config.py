@@ -22,6 +22,10 @@ DEFAULT_TIMEZONE = "UTC"
 DEFAULT_QUOTA_MARGIN = Decimal(90)
 # Reports are written daily or weekly; figures from a report older than this are refused.
 DEFAULT_MAX_INVENTORY_AGE = timedelta(hours=48)
+# Seconds waited before each new attempt when the database connection breaks: long enough for a
+# pooler restart or a failover to finish, bounded so that a database that stays down fails the
+# run in well under a minute.
+DEFAULT_RECONNECT_DELAYS = (1.0, 2.0, 4.0, 8.0)
 SOURCES = ("listing", "inventory")
 
 # S3's rules for bucket names: 3 to 63 lowercase letters, digits, dots and hyphens.
@@ -51,6 +55,9 @@ class Settings:
     max_inventory_age: timedelta = DEFAULT_MAX_INVENTORY_AGE
     # Also compute what S3 bills beyond current versions (storage_calc.billable).
     billable: bool = False
+    # The waits before each new attempt at a statement or a customer whose database connection
+    # broke; how many there are bounds the attempts.
+    reconnect_delays: tuple[float, ...] = DEFAULT_RECONNECT_DELAYS
 
 
 def parse_location(text: str, kind: LocationKind) -> Location:

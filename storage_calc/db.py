@@ -5,21 +5,23 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import psycopg
+import structlog
 from psycopg import sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from storage_calc.billable import Billable, in_scope
-from storage_calc.errors import ConfigError, DatabaseError
+from storage_calc.errors import ConfigError, ConnectionLost, DatabaseError, LockLost
 from storage_calc.layouts import UniqueKey, read_layout
 from storage_calc.model import (
     CustomerResult,
@@ -38,6 +40,9 @@ from storage_calc.model import (
 
 Connection = psycopg.Connection[Any]
 T = TypeVar("T")
+P = ParamSpec("P")
+
+log = structlog.get_logger("storage_calc")
 
 # The first key of every advisory lock the job takes: the platform's own locks, if any, use
 # other namespaces, so a customer or run id can never collide with them.
@@ -64,6 +69,9 @@ COPY_CHUNK = 1 << 20
 
 STATEMENT_TIMEOUT_MS = 15 * 60 * 1000
 CONNECT_TIMEOUT_S = 10
+# The SQLSTATEs of a server that ended the session (an operator's pg_terminate_backend, a
+# shutdown, a crash, a failover not yet done); class 08 is a connection that failed.
+SESSION_ENDED = ("57P01", "57P02", "57P03")
 
 
 @cache
@@ -131,7 +139,18 @@ def translated(action: str) -> Iterator[None]:
             f"{action}: {_first_line(exc)}; run 'storage-calc db migrate' first"
         ) from exc
     except psycopg.Error as exc:
+        if lost(exc):
+            raise ConnectionLost(f"{action}: {_first_line(exc)}") from exc
         raise DatabaseError(f"{action}: {_first_line(exc)}") from exc
+
+
+def lost(exc: psycopg.Error) -> bool:
+    """Whether `exc` ended the connection rather than refused a statement: a session the server
+    terminated, a connection that failed, or one psycopg found closed (no SQLSTATE at all)."""
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in SESSION_ENDED
 
 
 def _first_line(exc: Exception) -> str:
@@ -157,6 +176,8 @@ def connect(url: str) -> Connection:
         return psycopg.connect(url, **connection_options())
     except psycopg.ProgrammingError as exc:
         raise ConfigError(f"the database URL is malformed: {_first_line(exc)}") from exc
+    except psycopg.OperationalError as exc:
+        raise ConnectionLost(f"cannot connect to the database: {_first_line(exc)}") from exc
     except psycopg.Error as exc:
         raise DatabaseError(f"cannot connect to the database: {_first_line(exc)}") from exc
 
@@ -313,6 +334,13 @@ def registered(conn: Connection, asset_ids: Iterable[str]) -> set[str]:
         return {row[0] for row in execute(conn, "registered", ids=list(asset_ids))}
 
 
+def backend_pid(conn: Connection) -> int:
+    """The pid of the session's backend, asked of the server: a session that ended fails here,
+    not in the write that trusts it to hold a lock."""
+    with translated("reading the session's backend failed"):
+        return execute(conn, "backend_pid").fetchone()[0]  # type: ignore[index,no-any-return]
+
+
 def server_now(conn: Connection) -> datetime:
     with translated("reading the database clock failed"):
         row = execute(conn, "server_now").fetchone()
@@ -358,16 +386,22 @@ def stream_registry(
     declaring statement commits, so no transaction, and no snapshot holding back the platform's
     vacuum, stays open while the customer is listed.
     """
-    with (
-        translated(f"reading the assets of customer {customer} failed"),
-        conn.cursor("storage_calc_registry", withhold=True) as cursor,
-    ):
-        cursor.itersize = REGISTRY_BATCH
-        cursor.execute(
-            query("registry_sorted"),
-            {"customer": customer, "first_space": layout.first_space, **spaces.params()},
-        )
-        yield from cursor
+    cursor = conn.cursor("storage_calc_registry", withhold=True)
+    try:
+        with translated(f"reading the assets of customer {customer} failed"):
+            cursor.itersize = REGISTRY_BATCH
+            cursor.execute(
+                query("registry_sorted"),
+                {"customer": customer, "first_space": layout.first_space, **spaces.params()},
+            )
+            yield from cursor
+    finally:
+        try:
+            cursor.close()
+        except psycopg.OperationalError:
+            # A session that ended cannot close its cursor; closing the connection ends both.
+            conn.close()
+            cursor.close()
 
 
 def export_registry(
@@ -551,7 +585,7 @@ def write_staged(
                 namespace=LOCK_NAMESPACE, customer=customer, holder=lock_holder,
             ).fetchone()  # fmt: skip
             if not held or not held[0]:
-                raise DatabaseError(
+                raise LockLost(
                     f"customer {customer} is no longer locked by this run: its figures are "
                     "left for the run that holds it"
                 )
@@ -749,21 +783,20 @@ def storage_policy(conn: Connection, policy: str) -> StoragePolicyRow | None:
 
 class Connections:
     """Connections of the customers in flight, each with its staging table: taken for one
-    customer, given back after it, reopened when a failure broke one, all closed at the end
-    of the run."""
+    customer, given back after it, replaced by a new one when a failure broke it (counted in
+    `reconnections`), all closed at the end of the run."""
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self.reconnections = 0
         self._idle: list[Connection] = []
         self._opened: list[Connection] = []
         self._lock = threading.Lock()
 
     def take(self) -> Connection:
         with self._lock:
-            while self._idle:
-                conn = self._idle.pop()
-                if not (conn.closed or conn.broken):
-                    return conn
+            if self._idle:
+                return self._idle.pop()
         conn = connect(self.url)
         with self._lock:
             self._opened.append(conn)
@@ -771,7 +804,12 @@ class Connections:
 
     def give_back(self, conn: Connection) -> None:
         with self._lock:
-            self._idle.append(conn)
+            if conn.closed or conn.broken:
+                conn.close()
+                self._opened.remove(conn)
+                self.reconnections += 1
+            else:
+                self._idle.append(conn)
 
     def close(self) -> None:
         with self._lock:
@@ -781,27 +819,44 @@ class Connections:
             self._idle.clear()
 
 
+@dataclass(frozen=True)
+class Flagged:
+    """A scope whose `CheckingInProgress` the run set and has not cleared yet."""
+
+    spaces: Spaces
+    asset: str | None
+
+
 class Database:
     """The run's connection, opened again if a failure broke it.
 
-    The advisory locks of a session die with it, so a new connection takes the run's lock and
-    the locks of the customers in progress again. A customer whose lock another run took in
-    between is `lost`: this run must not write it.
+    A database that cannot be reached at first is an error at once. The advisory locks of a
+    session die with it, so a new connection takes the run's lock and the locks of the
+    customers in progress again. A customer whose lock another run took in between is `lost`:
+    this run must not write it. Every statement of the run goes through `retried`, which waits
+    each of `delays` in turn for a connection that broke to come back; once it has not, the
+    database is `down` and statements are tried once.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, delays: Sequence[float] = ()) -> None:
         self.url = url
+        self.delays = tuple(delays)
         self._conn = connect(url)
         self.run_id: int | None = None
         # The customers this session has locked, and whether in shared mode.
         self.locked: dict[int, bool] = {}
         self.lost: set[int] = set()
+        self.flagged: dict[int, Flagged] = {}
+        self.reconnections = 0
+        self.down: str | None = None
 
     @property
     def conn(self) -> Connection:
         if self._conn.closed or self._conn.broken:
             self._conn.close()
             self._conn = connect(self.url)
+            self.reconnections += 1
+            log.warning("database_reconnected", connection="run", reconnections=self.reconnections)
             if self.run_id is not None:
                 lock_run(self._conn, self.run_id)
             for customer, shared in sorted(self.locked.items()):
@@ -810,8 +865,26 @@ class Database:
                     self.lost.add(customer)
         return self._conn
 
+    def retried(
+        self, operation: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`operation(conn, *args, **kwargs)` on the run's connection, again on a new one after
+        each delay while the connection breaks; the last ConnectionLost once the delays are
+        spent."""
+        delays = () if self.down else self.delays
+        for attempt in range(len(delays) + 1):
+            try:
+                return operation(self.conn, *args, **kwargs)
+            except ConnectionLost as exc:
+                if attempt == len(delays):
+                    self.down = str(exc)
+                    raise
+                log.warning("database_connection_lost", error=str(exc), retry_in_s=delays[attempt])
+                time.sleep(delays[attempt])
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
     def lock_customer(self, customer: int, shared: bool = False) -> bool:
-        if not try_lock_customer(self.conn, customer, shared):
+        if not self.retried(try_lock_customer, customer, shared):
             return False
         self.locked[customer] = shared
         return True
@@ -819,7 +892,24 @@ class Database:
     def unlock_customer(self, customer: int) -> None:
         if customer in self.locked:
             shared = self.locked.pop(customer)
-            unlock_customer(self.conn, customer, shared)
+            self.retried(unlock_customer, customer, shared)
+
+    def flag(self, customer: int, spaces: Spaces, asset: str | None) -> None:
+        """Sets `CheckingInProgress` of the scope, to be cleared by its write or `unflag`."""
+        self.retried(set_in_progress, True, customer, spaces, asset)
+        self.flagged[customer] = Flagged(spaces, asset)
+
+    def unflag(self, customer: int) -> None:
+        """Clears the flags the run set on the customer, unless another run took it meanwhile
+        (they are that run's to clear)."""
+        flagged = self.flagged.pop(customer, None)
+        if flagged is None or customer in self.lost:
+            return
+        self.retried(set_in_progress, False, customer, flagged.spaces, flagged.asset)
+
+    def written(self, customer: int) -> None:
+        """The customer's write cleared its flags."""
+        self.flagged.pop(customer, None)
 
     def close(self) -> None:
         self._conn.close()

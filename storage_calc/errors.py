@@ -22,6 +22,15 @@ class DatabaseError(StorageCalcError):
     """The database could not be reached or refused a statement (exit 1)."""
 
 
+class ConnectionLost(DatabaseError):
+    """The database connection broke or could not be opened; the job tries again on a new one
+    before it gives up (exit 1)."""
+
+
+class LockLost(DatabaseError):
+    """The session holding a customer's lock ended before the customer was written."""
+
+
 class ListingError(StorageCalcError):
     """An S3 listing failed after retries (exit 1)."""
 

@@ -329,6 +329,8 @@ class RunReport:
     # The prefixes outside every customer that could not be listed: the unattributed figures
     # are short of whatever they hold.
     uncounted: tuple[Uncounted, ...] = ()
+    # Database connections opened again because one broke during the run.
+    reconnections: int = 0
 
     def _total(self, name: str) -> int:
         return sum(getattr(c, name) for c in self.customers)

@@ -81,6 +81,7 @@ def test_run_logs_one_event_per_customer_and_a_summary_as_json(
         "changes": 3,
         "drift_bytes": 1605,
         "error": None,
+        "reconnections": 0,
         "event": "run_finished",
         "level": "info",
         "timestamp": None,

@@ -6,6 +6,10 @@
 -- feature (a field of storage_calc.model.Layout), one ending in "-- without: <feature>" only
 -- where it has not.
 
+-- name: backend_pid
+-- The backend serving this session.
+SELECT pg_backend_pid();
+
 -- name: server_now
 -- The database clock: every timestamp the job writes comes from it, never from the host.
 SELECT now();
