@@ -8,6 +8,15 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 TILED_OBJECTS = 1_200  # one asset with more than a page of objects
+# Changed whenever `generate` makes other keys, so that a cache of the old keys is not reused.
+VERSION = 2
+# Names that S3-compatible servers spell differently in a listing, given to one asset in
+# `ODD_EVERY` in turn: each `{}` is the asset's number.
+ODD_NAMES = ("a+{}", "a {}", "a%2B{}", "a%{}", "é{}")
+ODD_EVERY = 50
+# Objects outside every customer at the top level of the storage bucket: a stray prefix that a
+# mistyped `aws s3 cp` leaves, its spelled-out twin, and a file.
+STRAYS = {"+30/4/x": 7, "%2B7/x": 8, "a+b.txt": 9}
 
 
 class Layout(StrEnum):
@@ -27,6 +36,8 @@ class Dataset:
     assets: list[str] = field(default_factory=list)
     # customer -> [assets, artefact bytes, thumbnail bytes]
     truth: dict[int, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0]))
+    # Objects outside every customer prefix, which a run counts as unattributed.
+    outside: int = 0
 
     @property
     def objects(self) -> int:
@@ -50,7 +61,9 @@ def generate(
 ) -> Dataset:
     """About `objects` objects over `customers` customers of 1 to 4 spaces each: images, audio
     and video with originals, info.json, AV outputs, thumbnails and legacy thumbnails, one asset
-    with more than 1,000 objects, orphans (objects of unregistered ids) and `transient/` keys.
+    with more than 1,000 objects, orphans (objects of unregistered ids), `transient/` keys, one
+    asset in `ODD_EVERY` named with `+`, a space, `%2B` or `%` or a non-ASCII letter, and the
+    `STRAYS` outside every customer.
 
     The dominant layout has the same objects of the same kinds and sizes, every one of them
     under customer 1's space 1."""
@@ -71,7 +84,8 @@ def generate(
         drawn = rng.randint(1, customers)
         drawn_space = rng.choice(spaces[drawn])
         customer, space = (1, 1) if dominant else (drawn, drawn_space)
-        asset_id = f"{customer}/{space}/asset-{n:07d}"
+        odd = ODD_NAMES[n // ODD_EVERY % len(ODD_NAMES)] if n % ODD_EVERY == 0 else "asset-{}"
+        asset_id = f"{customer}/{space}/{odd.format(f'{n:07d}')}"
         kind = rng.random()
         if kind < 0.02:
             orphan_bytes = size()  # drawn before the orphan's space, as it always was
@@ -81,6 +95,7 @@ def generate(
             continue
         if kind < 0.03:
             data.storage[f"transient/{asset_id}"] = size()
+            data.outside += 1
             continue
         if kind < 0.10:
             artefacts = {"/full/max/default.mp3": size(), "/original": size(), "/metadata": size()}
@@ -94,4 +109,6 @@ def generate(
             if kind > 0.95:
                 thumbs["/full/100,200/0/default.jpg"] = size()
         data.add_asset(asset_id, artefacts, thumbs)
+    data.storage.update(STRAYS)
+    data.outside += len(STRAYS)
     return data

@@ -1,4 +1,4 @@
-"""The customer rows a run wrote, checked against a dataset's ground truth."""
+"""The customer rows and the run record a run wrote, checked against a dataset's ground truth."""
 
 from __future__ import annotations
 
@@ -34,3 +34,26 @@ def check_figures(
         for c, expected in sorted(truth.items())
         if found.get(c) != expected
     ] + [f"customer {c}: its row was not written by the run" for c in stale]
+
+
+LATEST_RUN = (
+    "SELECT id, outcome, unattributed, uncounted, error FROM storage_calc.runs"
+    " ORDER BY id DESC LIMIT 1"
+)
+
+
+def check_run(conn: db.Connection, outside: int) -> list[str]:
+    """What is wrong with the record of the latest run: an outcome other than `done`, a prefix
+    it could not count, or unattributed keys other than the dataset's `outside` objects."""
+    row = conn.execute(LATEST_RUN).fetchone()
+    if row is None:
+        return ["no run was recorded"]
+    run_id, outcome, unattributed, uncounted, error = row
+    problems = []
+    if outcome != "done":
+        problems.append(f"run {run_id}: outcome {outcome}: {error}")
+    if uncounted:
+        problems.append(f"run {run_id}: prefixes not counted: {', '.join(uncounted)}")
+    if unattributed != outside:
+        problems.append(f"run {run_id}: {unattributed} unattributed keys, expected {outside}")
+    return problems

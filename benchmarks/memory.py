@@ -28,8 +28,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from benchmarks.cache import DEFAULT_CACHE, seaweedfs_holding
-from benchmarks.dataset import Dataset, Layout, generate
-from benchmarks.figures import check_figures, last_calculated
+from benchmarks.dataset import VERSION, Dataset, Layout, generate
+from benchmarks.figures import check_figures, check_run, last_calculated
 from benchmarks.process import Sample, progress, timed
 from benchmarks.run import BUCKETS, aws_env, run_command
 from storage_calc import db, embedded
@@ -110,11 +110,11 @@ def main() -> None:
     os.environ.update(aws_env())
     data = generate(args.objects, customers=1, seed=args.seed, layout=Layout.DOMINANT)
     truth = {CUSTOMER: [args.assets, *data.truth[CUSTOMER][1:]]}
-    name = f"{args.assets}-{args.objects}-seed{args.seed}"
+    name = f"{args.assets}-{args.objects}-seed{args.seed}-v{VERSION}"
 
     with (
         seaweedfs_holding(
-            args.cache, f"dominant-{args.objects}-1c-seed{args.seed}", [(BUCKETS, data)]
+            args.cache, f"dominant-{args.objects}-1c-seed{args.seed}-v{VERSION}", [(BUCKETS, data)]
         ) as served,
         registered_database(
             args.cache / f"postgres-memory-{name}", all_assets(data, args.assets)
@@ -129,7 +129,7 @@ def main() -> None:
         runs = {}
         for label in ("first run, inserting every ImageStorage row", "rerun, flagging, rewriting"):
             progress(f"timing the {label.split(',')[0]}")
-            runs[label] = checked_run(database_url, env, truth)
+            runs[label] = checked_run(database_url, env, truth, data.outside)
 
     print(
         f'memory: customer {CUSTOMER} with {args.assets:,} assets registered in "Images" '
@@ -157,12 +157,12 @@ def main() -> None:
 
 
 def checked_run(
-    database_url: str, env: dict[str, str], truth: dict[int, list[int]]
+    database_url: str, env: dict[str, str], truth: dict[int, list[int]], outside: int
 ) -> tuple[Sample, dict[str, float]]:
     with db.connect(database_url) as conn:
         before = last_calculated(conn)
         sample = timed([[run_command(BUCKETS, None)]], env)
-        mismatches = check_figures(conn, truth, before)
+        mismatches = check_figures(conn, truth, before) + check_run(conn, outside)
     if mismatches:
         print(sample.stderr[-3000:], file=sys.stderr)
         raise SystemExit("figures differ from the ground truth:\n" + "\n".join(mismatches))

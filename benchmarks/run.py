@@ -31,9 +31,9 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from benchmarks.cache import DEFAULT_CACHE, Buckets, Served, seaweedfs_holding
-from benchmarks.dataset import Dataset, Layout, generate
+from benchmarks.dataset import VERSION, Dataset, Layout, generate
 from benchmarks.delay_proxy import delay_proxy
-from benchmarks.figures import check_figures, last_calculated
+from benchmarks.figures import check_figures, check_run, last_calculated
 from benchmarks.process import Sample, progress, timed
 from storage_calc import db, embedded
 from storage_calc.model import Spaces
@@ -104,13 +104,15 @@ def small_dataset() -> Dataset:
 
 def timed_checked(tool: Tool, name: str) -> Sample:
     """A sample of `tool`; for a run of storage-calc, after checking every customer row it
-    wrote against the ground truth."""
+    wrote, and its record in the run history, against the ground truth. A command that exits
+    non-zero, or figures that differ, end the benchmark before any ratio is printed."""
     if tool.target is None:
         return timed(tool.steps, tool.env)
     with db.connect(tool.target.database_url) as conn:
         before = last_calculated(conn)
         sample = timed(tool.steps, tool.env)
         mismatches = check_figures(conn, tool.target.data.truth, before)
+        mismatches += check_run(conn, tool.target.data.outside)
     if mismatches:
         raise SystemExit(f"{name}: figures differ from the ground truth:\n" + "\n".join(mismatches))
     return sample
@@ -150,7 +152,7 @@ def main() -> None:
     spread = generate(args.objects, args.customers, args.seed, Layout.SPREAD)
     dominant = generate(args.objects, args.customers, args.seed, Layout.DOMINANT)
     small = small_dataset()
-    name = f"{args.objects}-{args.customers}c-seed{args.seed}"
+    name = f"{args.objects}-{args.customers}c-seed{args.seed}-v{VERSION}"
 
     with (
         tempfile.TemporaryDirectory(prefix="storage-calc-bench-") as tmp,
@@ -283,7 +285,8 @@ def run_benchmark(
             )
     print(
         f"figures: equal to the ground truth after every run of storage-calc, for all "
-        f"{len(data.truth)} customers of the spread layout and customer 1 of the dominant one"
+        f"{len(data.truth)} customers of the spread layout and customer 1 of the dominant one, "
+        f"each run done with its {data.outside:,} keys outside every customer counted"
     )
 
 

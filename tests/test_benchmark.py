@@ -1,11 +1,21 @@
-"""The benchmark runs end to end on a tiny dataset, so that it cannot rot. Its timings are
-not judged here."""
+"""The benchmark runs end to end on a tiny dataset, so that it cannot rot, and refuses a run
+that failed or miscounted. Its timings are not judged here."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from benchmarks.dataset import ODD_NAMES, STRAYS, generate
+from benchmarks.figures import check_run
+from storage_calc import calculator
+from storage_calc.config import Settings
+from storage_calc.listing import S3Client
+from tests.conftest import STORAGE
 
 ROOT = Path(__file__).parent.parent
 
@@ -58,3 +68,30 @@ def test_the_inventory_benchmark_runs_and_its_floor_matches_the_ground_truth(
         assert f"{fmt}: floor's figures equal the ground truth for every customer" in lines
         assert f"{fmt}: ours's figures equal the ground truth for every customer" in lines
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_the_check_of_a_run_refuses_a_failed_one_and_a_wrong_unattributed_count(
+    register: Callable[..., None], put: Callable[..., None], fail_listing: Callable[..., None],
+    settings: Settings, s3: S3Client, conn: Any,
+) -> None:  # fmt: skip
+    register("2/5/a")
+    put(STORAGE, {"2/5/a": 1, "+30/4/x": 2, "transient/y": 3})
+    calculator.run(settings, s3)
+    assert check_run(conn, outside=2) == []
+    assert check_run(conn, outside=3) == ["run 1: 2 unattributed keys, expected 3"]
+    fail_listing("prefix=%2B30%2F")
+    calculator.run(settings, s3)
+    problems = check_run(conn, outside=2)
+    assert [p.split(":")[0] for p in problems] == ["run 2", "run 2", "run 2"]
+    assert "prefixes not counted: s3://dlcs-storage/+30/" in problems[1]
+
+
+def test_a_dataset_holds_every_odd_kind_of_name_and_the_strays() -> None:
+    data = generate(5_000)
+    names = {asset.split("/", 2)[2] for asset in data.assets}
+    for odd in ODD_NAMES:
+        assert any(re.fullmatch(re.escape(odd).replace(r"\{\}", "[0-9]{7}"), n) for n in names), odd
+    assert set(STRAYS) <= set(data.storage)
+    assert data.outside == len(STRAYS) + sum(
+        1 for key in data.storage if key.startswith("transient/")
+    )
