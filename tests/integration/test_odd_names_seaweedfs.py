@@ -91,3 +91,24 @@ def test_an_asset_run_as_asked_in_a_key_with_a_plus_is_a_listing_of_that_key(
     report = calculator.run(weed_settings, make_s3_client(4), Scope(asset=AssetKey(2, 5, "a b")))
     assert report.outcome == "done", report.error_summary
     assert odd_names.figures(conn)[0] == {"2/5/a b": (6, 0)}
+
+
+def test_ranges_that_start_after_every_kind_of_name_count_each_key_once(
+    register: Callable[..., None], weed_put: Callable[..., None], buckets: tuple[str, str],
+    weed_settings: Settings, conn: Conn, through_proxy: S3Proxy, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """One registered asset per key range, so that every range but the first is listed with a
+    `StartAfter` holding one of the names."""
+    monkeypatch.setattr(calculator, "REGISTRY_SLICE", 1)
+    register(*(odd_names.asset_of(mark) for mark in MARKS.values()))
+    for mark in MARKS.values():
+        weed_put(buckets[0], odd_names.artefacts(mark))
+        weed_put(buckets[1], odd_names.thumbnails(mark))
+    report = calculator.run(weed_settings, make_s3_client(4))
+    assert report.outcome == "done", report.error_summary
+    assets, _ = odd_names.figures(conn)
+    assert assets == {odd_names.asset_of(m): odd_names.ASSET_FIGURES for m in MARKS.values()}
+    assert (report.orphan_objects, report.orphan_bytes) == (len(MARKS), len(MARKS) * 3)
+    assert (report.unattributed_objects, report.unattributed_bytes) == (
+        len(MARKS) * 2, len(MARKS) * 9
+    )  # fmt: skip
