@@ -8,6 +8,8 @@ from typing import Any
 
 import psycopg
 
+from storage_calc.model import RunReport
+
 # Each kind of character, as the id `2/5/a{mark}b` and the top-level prefix `{mark}30/` hold it.
 MARKS = {
     "plus": "+",
@@ -44,6 +46,19 @@ ASSET_FIGURES = (120, 7)
 SPACE_FIGURES = (1, 120, 7)
 ORPHAN = (1, 3)
 OUTSIDE = (2, 9)
+
+
+def attributed(mark: str) -> tuple[dict[str, tuple[int, int]], list[tuple[int, int, int]]]:
+    """What `figures` reads after a run of space 2/5 or more."""
+    return {asset_of(mark): ASSET_FIGURES}, [SPACE_FIGURES]
+
+
+def orphans_and_outside(report: RunReport) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The (objects, bytes) of the orphans and of the keys outside every customer a run found."""
+    return (
+        (report.orphan_objects, report.orphan_bytes),
+        (report.unattributed_objects, report.unattributed_bytes),
+    )
 
 
 def figures(conn: psycopg.Connection[Any]) -> tuple[dict[str, tuple[int, int]], list[Any]]:

@@ -59,14 +59,22 @@ def run_with_its_write_killed(
     return result[0]
 
 
-def test_a_connection_killed_mid_write_is_computed_again_on_a_new_one(
+@pytest.fixture
+def grown(
     register: Callable[..., None], put: Callable[..., None], settings: Settings, s3: S3Client,
-    conn: Conn, database_url: str,
-) -> None:  # fmt: skip
+    conn: Conn,
+) -> tuple[Any, Any]:  # fmt: skip
+    """Asset 2/5/a computed at 10 bytes, then grown to 15 on S3; its figures as computed."""
     register("2/5/a")
     put(STORAGE, {"2/5/a": 10})
     run(settings, s3)
     put(STORAGE, {"2/5/a/more": 5})
+    return image_storage(conn), customer_storage(conn)
+
+
+def test_a_connection_killed_mid_write_is_computed_again_on_a_new_one(
+    grown: tuple[Any, Any], settings: Settings, s3: S3Client, conn: Conn, database_url: str
+) -> None:
     report = run_with_its_write_killed(
         replace(settings, reconnect_delays=(0.05,)), s3, conn, database_url
     )
@@ -77,20 +85,14 @@ def test_a_connection_killed_mid_write_is_computed_again_on_a_new_one(
 
 
 def test_a_write_killed_at_every_attempt_fails_the_customer_with_its_figures_kept(
-    register: Callable[..., None], put: Callable[..., None], settings: Settings, s3: S3Client,
-    conn: Conn, database_url: str,
-) -> None:  # fmt: skip
-    register("2/5/a")
-    put(STORAGE, {"2/5/a": 10})
-    run(settings, s3)
-    before = (image_storage(conn), customer_storage(conn))
-    put(STORAGE, {"2/5/a/more": 5})
+    grown: tuple[Any, Any], settings: Settings, s3: S3Client, conn: Conn, database_url: str
+) -> None:
     retrying = replace(settings, reconnect_delays=(0.05, 0.05))
     report = run_with_its_write_killed(retrying, s3, conn, database_url, times=3)
     (customer,) = report.customers
     assert customer.outcome is Outcome.FAILED
     assert "terminating connection due to administrator command" in (customer.error or "")
-    assert (image_storage(conn), customer_storage(conn)) == before
+    assert (image_storage(conn), customer_storage(conn)) == grown
     flags = conn.execute('SELECT DISTINCT "CheckingInProgress" FROM "ImageStorage"').fetchall()
     assert flags == [(False,)]
     assert run(settings, s3).outcome == "done"

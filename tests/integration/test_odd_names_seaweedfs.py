@@ -38,11 +38,8 @@ def test_a_full_run_attributes_every_role(
 ) -> None:
     report = calculator.run(weed_settings, make_s3_client(4))
     assert report.outcome == "done", report.error_summary
-    assert odd_names.figures(conn) == (
-        {odd_names.asset_of(mark): odd_names.ASSET_FIGURES}, [odd_names.SPACE_FIGURES]
-    )  # fmt: skip
-    assert (report.orphan_objects, report.orphan_bytes) == odd_names.ORPHAN
-    assert (report.unattributed_objects, report.unattributed_bytes) == odd_names.OUTSIDE
+    assert odd_names.figures(conn) == odd_names.attributed(mark)
+    assert odd_names.orphans_and_outside(report) == (odd_names.ORPHAN, odd_names.OUTSIDE)
 
 
 def test_a_run_of_the_space_attributes_its_roles(
@@ -50,10 +47,8 @@ def test_a_run_of_the_space_attributes_its_roles(
 ) -> None:
     report = calculator.run(weed_settings, make_s3_client(4), Scope(customer=2, space=5))
     assert report.outcome == "done", report.error_summary
-    assert odd_names.figures(conn) == (
-        {odd_names.asset_of(mark): odd_names.ASSET_FIGURES}, [odd_names.SPACE_FIGURES]
-    )  # fmt: skip
-    assert (report.orphan_objects, report.orphan_bytes) == odd_names.ORPHAN
+    assert odd_names.figures(conn) == odd_names.attributed(mark)
+    assert odd_names.orphans_and_outside(report)[0] == odd_names.ORPHAN
 
 
 def test_a_run_of_the_asset_counts_its_key_and_the_objects_under_it(
