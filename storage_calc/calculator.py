@@ -126,7 +126,9 @@ def run(
     cannot write, or a scope in space 0 where space 0 is the customer-level row, raises a
     ConfigError before anything is written. A failure of one customer is recorded in its result
     and the run goes on with the next; a failure before any customer is computed (database or
-    bucket unreachable) is the report's `error`. A dry run writes nothing, not even the run's
+    bucket unreachable) is the report's `error`. A database connection that breaks costs an
+    attempt (`Settings.reconnect_delays`), and the flags the run set are cleared however it
+    ends. A dry run writes nothing, not even the run's
     history. Setting `stop` ends the run between two listed pages: the customer in progress
     keeps its previous figures (while inventory reports are read, between two reports, with
     nothing written). Every log event of the run carries its `run_id` (None for a dry
@@ -330,8 +332,9 @@ def compute_customers(
                 in_s=delay, error=result.error,
             )  # fmt: skip
             job.stop.wait(delay)
-            start(pending.customer, pending.spaces, pending.attempt + 1)
-            return
+            if not stopped():
+                start(pending.customer, pending.spaces, pending.attempt + 1)
+                return
         log_customer(pending, result)
         yield result
 
