@@ -4,6 +4,7 @@ cannot carry are attributed exactly in every role, by every kind of run, on moto
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -21,14 +22,19 @@ from tests.test_inventory_run import inventory_settings
 Conn = psycopg.Connection[Any]
 
 
+def holding(mark: str, register: Callable[..., None], put: Callable[..., None]) -> str:
+    """Puts and registers the objects of `mark` in every role; returns it."""
+    register(odd_names.asset_of(mark))
+    put(STORAGE, odd_names.artefacts(mark))
+    put(THUMBS, odd_names.thumbnails(mark))
+    return mark
+
+
 @pytest.fixture(params=MARKS.values(), ids=MARKS.keys())
 def mark(
     request: pytest.FixtureRequest, register: Callable[..., None], put: Callable[..., None]
 ) -> str:
-    register(odd_names.asset_of(request.param))
-    put(STORAGE, odd_names.artefacts(request.param))
-    put(THUMBS, odd_names.thumbnails(request.param))
-    return str(request.param)
+    return holding(request.param, register, put)
 
 
 def test_a_full_run_attributes_every_role(
@@ -65,3 +71,28 @@ def test_a_run_from_inventories_attributes_every_role(
     assert report.outcome == "done", report.error_summary
     assert odd_names.figures(conn) == odd_names.attributed(mark)
     assert odd_names.orphans_and_outside(report) == (odd_names.ORPHAN, odd_names.OUTSIDE)
+
+
+# moto's ListObjectVersions ignores EncodingType=url and writes a control character into its
+# XML as it is, which no XML parser reads: AWS S3 and SeaweedFS encode it, and
+# integration/test_odd_names_seaweedfs.py lists it there.
+IN_XML = {label: mark for label, mark in MARKS.items() if label != "not in xml"}
+
+
+@pytest.fixture(params=IN_XML.values(), ids=IN_XML.keys())
+def xml_mark(
+    request: pytest.FixtureRequest, register: Callable[..., None], put: Callable[..., None]
+) -> str:
+    return holding(request.param, register, put)
+
+
+def test_a_billable_run_lists_the_versions_and_uploads_of_every_kind_of_name(
+    xml_mark: str, settings: Settings, s3: S3Client, conn: Conn
+) -> None:
+    mark = xml_mark
+    report = calculator.run(replace(settings, billable=True), s3)
+    assert report.outcome == "done", report.error_summary
+    assert odd_names.figures(conn) == odd_names.attributed(mark)
+    (row,) = [b for b in report.billable or () if b.space == 5]
+    # Both buckets: the asset's two objects, the orphan and the thumbnail.
+    assert (row.current_objects, row.current_bytes) == (4, 100 + 20 + 3 + 7)

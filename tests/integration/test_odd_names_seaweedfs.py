@@ -5,6 +5,7 @@ as it was sent, so the answer check must accept its spelling of a correct answer
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -107,3 +108,14 @@ def test_ranges_that_start_after_every_kind_of_name_count_each_key_once(
     assert (report.unattributed_objects, report.unattributed_bytes) == (
         len(MARKS) * 2, len(MARKS) * 9
     )  # fmt: skip
+
+
+def test_a_billable_run_lists_the_versions_and_uploads_of_every_kind_of_name(
+    mark: str, weed_settings: Settings, conn: Conn, through_proxy: S3Proxy
+) -> None:
+    report = calculator.run(replace(weed_settings, billable=True), make_s3_client(4))
+    assert report.outcome == "done", report.error_summary
+    assert odd_names.figures(conn) == odd_names.attributed(mark)
+    (row,) = [b for b in report.billable or () if b.space == 5]
+    # Both buckets: the asset's two objects, the orphan and the thumbnail.
+    assert (row.current_objects, row.current_bytes) == (4, 100 + 20 + 3 + 7)
