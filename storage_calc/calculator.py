@@ -312,14 +312,19 @@ def compute_customers(
     unreachable.
 
     A customer whose database connection broke (or whose lock died with the run's) is computed
-    again from the start, after each of the settings' `reconnect_delays` in turn.
+    again from the start, after each of the settings' `reconnect_delays` in turn; the customers
+    in flight are written meanwhile, so that customers failed by one failover wait together.
     """
     in_flight: list[Pending] = []
+    waiting: list[Retry] = []
 
     def start(customer: int, spaces: Spaces, attempt: int = 0) -> None:
         in_flight.append(
             start_customer(job, database, customer, spaces, scope.asset, shared, attempt)
         )
+
+    def stopped() -> bool:
+        return job.stop.is_set() or database.down is not None
 
     def end() -> Iterator[CustomerResult]:
         pending = next_listed(in_flight)
@@ -331,24 +336,44 @@ def compute_customers(
                 "customer_retried", customer=pending.customer, attempt=pending.attempt + 2,
                 in_s=delay, error=result.error,
             )  # fmt: skip
-            job.stop.wait(delay)
-            if not stopped():
-                start(pending.customer, pending.spaces, pending.attempt + 1)
-                return
+            waiting.append(Retry(time.monotonic() + delay, pending, result))
+            return
         log_customer(pending, result)
         yield result
 
-    def stopped() -> bool:
-        return job.stop.is_set() or database.down is not None
+    def start_due(block: bool) -> Iterator[CustomerResult]:
+        """Starts the retries whose wait is over, once `block`ed until the first is; once the
+        run stops, ends them with the failure that made them wait."""
+        if block and waiting:
+            job.stop.wait(max(0.0, min(r.due for r in waiting) - time.monotonic()))
+        for retry in [r for r in waiting if r.due <= time.monotonic() or stopped()]:
+            waiting.remove(retry)
+            if stopped():
+                log_customer(retry.pending, retry.result)
+                yield retry.result
+            else:
+                start(retry.pending.customer, retry.pending.spaces, retry.pending.attempt + 1)
 
     for customer, spaces in customers.items():
         if stopped():
             break
+        yield from start_due(block=False)
         start(customer, spaces)
-        if len(in_flight) == customers_in_flight(job.settings):
+        if len(in_flight) >= customers_in_flight(job.settings):
             yield from end()
-    while in_flight:
-        yield from end()
+    while in_flight or waiting:
+        yield from start_due(block=not in_flight)
+        if in_flight:
+            yield from end()
+
+
+@dataclass(frozen=True)
+class Retry:
+    """A customer failed by a broken connection, to start again at `due` (monotonic time)."""
+
+    due: float
+    pending: Pending
+    result: CustomerResult
 
 
 def next_listed(in_flight: list[Pending]) -> Pending:
