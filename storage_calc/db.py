@@ -68,8 +68,8 @@ CONNECT_TIMEOUT_S = 10
 
 @cache
 def queries() -> dict[str, str]:
-    """The named queries of sql/queries.sql, by name."""
-    text = resources.files("storage_calc").joinpath("sql/queries.sql").read_text("utf-8")
+    """The named queries of sql/queries.sql and sql/access.sql, by name."""
+    text = "\n".join(sql_file(path) for path in ("queries.sql", "access.sql"))
     blocks = re.split(r"^-- name: (\w+)\n", text, flags=re.MULTILINE)[1:]
     return {name: body.strip() for name, body in zip(blocks[::2], blocks[1::2], strict=True)}
 

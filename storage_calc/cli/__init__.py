@@ -140,6 +140,7 @@ for command in (
     read.runs_command,
     read.report_group,
     read.serve_command,
+    read.api_key_command,
     compute.demo_command,
 ):
     cli.add_command(command)
