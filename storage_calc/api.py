@@ -38,8 +38,9 @@ LD_JSON = "application/ld+json"
 # Figures change once a run; a client may reuse them for a few minutes.
 CACHE_CONTROL = "public, max-age=300"
 POOL_SIZE = 4
-# The request line and headers together; uvicorn answers a larger request with 400 and
-# closes. Bodies are never read: every route is GET.
+# The path and headers of a request together; a larger one is answered 431. uvicorn also
+# buffers at most this much of a request's head that has not fully arrived (then 400).
+# Bodies are never read: every route is GET.
 MAX_HEADER_BYTES = 16 * 1024
 # What anyone may read, as the platform's API allows it (matched on the decoded path).
 ANONYMOUS = re.compile(r"/storagePolicies(/[^/]+)?|/ping|/healthz")
@@ -65,6 +66,24 @@ def path_customer(request: Request) -> int | None:
     except UnicodeDecodeError:
         return None
     return parse_int(parts[1]) if len(parts) > 1 and parts[0] == "customers" else None
+
+
+class HeadLimit:
+    """Answers 431 to a request whose path and headers exceed MAX_HEADER_BYTES."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            size = len(scope.get("raw_path") or b"") + sum(
+                len(name) + len(value) for name, value in scope["headers"]
+            )
+            if size > MAX_HEADER_BYTES:
+                message = f"the request's path and headers exceed {MAX_HEADER_BYTES} bytes"
+                await error(431, message)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class BasicAuth:
@@ -248,4 +267,5 @@ def create_app(database_url: str, base_url: str, keys: auth.KeyStore | None) -> 
     )
     if keys is not None:
         app.add_middleware(BasicAuth, keys=keys, pool=pool)
+    app.add_middleware(HeadLimit)
     return app

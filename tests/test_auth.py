@@ -4,9 +4,6 @@ customer's key for its own paths, an administrator's for every path, nobody else
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,103 +13,58 @@ from click.testing import CliRunner
 from starlette.testclient import TestClient
 from structlog.testing import capture_logs
 
-from storage_calc import auth, db
+from storage_calc import auth
 from storage_calc.api import create_app
 from storage_calc.cli import cli
 from storage_calc.errors import ConfigError
-from storage_calc.model import Spaces
+from tests.api_keys import SALT, add_customers_table, basic, platform
 
 BASE = "https://api.dlcs.example"
-SALT = "pepper"
-# The platform's table, with the columns `serve` reads as its migrations make them.
-CUSTOMERS_DDL = """
-CREATE TABLE "Customers" (
-    "Id" integer PRIMARY KEY,
-    "Name" character varying(500) NOT NULL,
-    "Keys" character varying(1000) NOT NULL,
-    "Administrator" boolean NOT NULL
-)
-"""
 
 
-def basic(key: str, secret: str) -> dict[str, str]:
-    token = base64.b64encode(f"{key}:{secret}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
-
-
-def platform(key: str, customer: int) -> dict[str, str]:
-    return basic(key, auth.platform_secret(SALT, customer, key))
-
-
-def add_customers_table(conn: psycopg.Connection[Any]) -> None:
-    conn.execute(CUSTOMERS_DDL)
-    conn.execute(
-        """INSERT INTO "Customers" VALUES
-        (1, 'admin', 'kadmin', true), (2, 'two', 'k2a,k2b', false), (3, 'three', 'k3', false)"""
-    )
-
-
-@pytest.fixture
-def figures(register: Callable[..., None], database_url: str) -> None:
-    """Customers 2 and 3, one asset each, written by the real write path."""
-    register("2/5/a", "3/7/b")
-    with db.connect(database_url) as conn:
-        layout = db.detect_layout(conn)
-        for customer, space, size in ((2, 5, 222), (3, 7, 333)):
-            rows = [(f"{customer}/{space}/{'ab'[customer - 2]}", space, size, 0, 0)]
-            db.write_customer(
-                conn, layout, customer, Spaces(), None, rows, datetime.now(UTC), dry_run=False
-            )
-
-
-@pytest.fixture
-def client(figures: None, conn: psycopg.Connection[Any], database_url: str) -> Iterator[TestClient]:
-    add_customers_table(conn)
-    with TestClient(create_app(database_url, BASE, auth.CustomersTable(SALT))) as test_client:
-        yield test_client
-
-
-def test_a_customer_path_without_credentials_is_401_with_the_challenge(client: TestClient) -> None:
-    response = client.get("/customers/2/storage")
+def test_a_customer_path_without_credentials_is_401_with_the_challenge(
+    keyed_api: TestClient,
+) -> None:
+    response = keyed_api.get("/customers/2/storage")
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == 'Basic realm="DLCS-API"'
     assert "222" not in response.text
 
 
-def test_a_customers_key_opens_its_own_paths(client: TestClient) -> None:
+def test_a_customers_key_opens_its_own_paths(keyed_api: TestClient) -> None:
     for path in ("/customers/2/storage", "/customers/2/spaces/5/storage"):
-        assert client.get(path, headers=platform("k2a", 2)).status_code == 200
-    response = client.get("/customers/2/spaces/5/images/a/storage", headers=platform("k2b", 2))
+        assert keyed_api.get(path, headers=platform("k2a", 2)).status_code == 200
+    response = keyed_api.get("/customers/2/spaces/5/images/a/storage", headers=platform("k2b", 2))
     assert (response.status_code, response.json()["size"]) == (200, 222)
 
 
-def test_a_customers_key_is_401_on_another_customers_path(client: TestClient) -> None:
-    response = client.get("/customers/3/storage", headers=platform("k2a", 2))
+def test_a_customers_key_is_401_on_another_customers_path(keyed_api: TestClient) -> None:
+    response = keyed_api.get("/customers/3/storage", headers=platform("k2a", 2))
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == 'Basic realm="DLCS-API"'
 
 
-def test_the_secret_of_a_key_under_another_customer_id_is_refused(client: TestClient) -> None:
-    assert client.get("/customers/3/storage", headers=platform("k2a", 3)).status_code == 401
+def test_the_secret_of_a_key_under_another_customer_id_is_refused(keyed_api: TestClient) -> None:
+    assert keyed_api.get("/customers/3/storage", headers=platform("k2a", 3)).status_code == 401
 
 
-def test_an_unknown_customer_is_answered_as_a_forbidden_one(client: TestClient) -> None:
-    unknown = client.get("/customers/99/storage", headers=platform("k2a", 2))
-    forbidden = client.get("/customers/3/storage", headers=platform("k2a", 2))
+def test_an_unknown_customer_is_answered_as_a_forbidden_one(keyed_api: TestClient) -> None:
+    unknown = keyed_api.get("/customers/99/storage", headers=platform("k2a", 2))
+    forbidden = keyed_api.get("/customers/3/storage", headers=platform("k2a", 2))
     assert (unknown.status_code, unknown.content) == (forbidden.status_code, forbidden.content)
     assert unknown.headers == forbidden.headers
 
 
-def test_an_admin_key_opens_every_customers_paths(client: TestClient) -> None:
+def test_an_admin_key_opens_every_customers_paths(keyed_api: TestClient) -> None:
     for path in ("/customers/2/storage", "/customers/3/spaces/7/images/b/storage"):
-        assert client.get(path, headers=platform("kadmin", 1)).status_code == 200
-    missing = client.get("/customers/99/storage", headers=platform("kadmin", 1))
+        assert keyed_api.get(path, headers=platform("kadmin", 1)).status_code == 200
+    missing = keyed_api.get("/customers/99/storage", headers=platform("kadmin", 1))
     assert missing.status_code == 404
 
 
-def test_a_path_of_no_customer_is_for_admins_only(client: TestClient) -> None:
-    assert client.get("/customers/two/storage", headers=platform("k2a", 2)).status_code == 401
-    assert client.get("/customers/two/storage", headers=platform("kadmin", 1)).status_code == 400
+def test_a_path_of_no_customer_is_for_admins_only(keyed_api: TestClient) -> None:
+    assert keyed_api.get("/customers/two/storage", headers=platform("k2a", 2)).status_code == 401
+    assert keyed_api.get("/customers/two/storage", headers=platform("kadmin", 1)).status_code == 400
 
 
 @pytest.mark.parametrize(
@@ -136,33 +88,33 @@ def test_a_path_of_no_customer_is_for_admins_only(client: TestClient) -> None:
     ],
 )  # fmt: skip
 def test_a_malformed_or_wrong_credential_is_401(
-    client: TestClient, headers: dict[str, str]
+    keyed_api: TestClient, headers: dict[str, str]
 ) -> None:
-    response = client.get("/customers/2/storage", headers=headers)
+    response = keyed_api.get("/customers/2/storage", headers=headers)
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == 'Basic realm="DLCS-API"'
 
 
 @pytest.mark.parametrize("path", ["/storagePolicies/default", "/healthz", "/ping"])
-def test_policies_and_health_checks_are_anonymous(client: TestClient, path: str) -> None:
-    assert client.get(path).status_code == 200
+def test_policies_and_health_checks_are_anonymous(keyed_api: TestClient, path: str) -> None:
+    assert keyed_api.get(path).status_code == 200
 
 
-def test_an_unknown_path_is_401_before_it_is_404(client: TestClient) -> None:
-    assert client.get("/nowhere").status_code == 401
-    assert client.get("/nowhere", headers=platform("kadmin", 1)).status_code == 404
+def test_an_unknown_path_is_401_before_it_is_404(keyed_api: TestClient) -> None:
+    assert keyed_api.get("/nowhere").status_code == 401
+    assert keyed_api.get("/nowhere", headers=platform("kadmin", 1)).status_code == 404
 
 
-def test_a_failed_attempt_is_logged_without_its_secret(client: TestClient) -> None:
+def test_a_failed_attempt_is_logged_without_its_secret(keyed_api: TestClient) -> None:
     with capture_logs() as logs:
-        client.get("/customers/3/storage", headers=basic("k2a", "the-wrong-secret"))
+        keyed_api.get("/customers/3/storage", headers=basic("k2a", "the-wrong-secret"))
     (event,) = [e for e in logs if e["event"] == "api_unauthorized"]
     assert (event["key"], event["path"]) == ("k2a", "/customers/3/storage")
     assert "the-wrong-secret" not in repr(logs) and SALT not in repr(logs)
 
 
 def test_a_key_made_for_the_keys_file_opens_its_customers_paths(
-    figures: None, database_url: str, tmp_path: Path
+    two_customers: None, database_url: str, tmp_path: Path
 ) -> None:
     result = CliRunner().invoke(cli, ["api-key", "2"])
     key, secret = result.stderr.split()[1:4:2]

@@ -20,8 +20,8 @@ from starlette.testclient import TestClient
 
 from storage_calc import auth, db
 from storage_calc.api import create_app
+from tests.api_keys import SALT, add_customers_table, platform
 from tests.conftest import STORAGE, THUMBS
-from tests.test_auth import SALT, add_customers_table, platform
 from tests.test_dashboard import PANELS, grafana_macros
 
 _numbers = itertools.count()
