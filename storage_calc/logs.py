@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -17,7 +18,7 @@ def without_url_passwords(text: str) -> str:
     return _URL_PASSWORD.sub(r"\1***@", text)
 
 
-def redact_url_passwords(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def redact_url_passwords(_: Any, __: str, event: MutableMapping[str, Any]) -> dict[str, Any]:
     """A processor: no password of a URL (a Pushgateway's, a database's) reaches a log line."""
     return {k: without_url_passwords(v) if isinstance(v, str) else v for k, v in event.items()}
 
