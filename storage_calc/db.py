@@ -156,7 +156,9 @@ def connect(url: str) -> Connection:
     try:
         return psycopg.connect(url, **connection_options())
     except psycopg.ProgrammingError as exc:
-        raise ConfigError(f"the database URL is malformed: {_first_line(exc)}") from exc
+        # libpq quotes the part of the URL it could not parse, which may hold the password.
+        reason = re.sub(r'"[^"]*"', "…", _first_line(exc))
+        raise ConfigError(f"the database URL is malformed: {reason}") from exc
     except psycopg.Error as exc:
         raise DatabaseError(f"cannot connect to the database: {_first_line(exc)}") from exc
 

@@ -76,6 +76,21 @@ def test_a_failing_database_connection_prints_no_secret(
     assert leaked(result.stdout, result.stderr) == []
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgres:/calc:{SECRETS['url']}@db/platform",
+        f"calc:{SECRETS['url']}@db/platform",
+        f"postgresql://calc:{SECRETS['url']}@db/platform?sslmode={SECRETS['url']}",
+        f"host=db password={SECRETS['url']} port={SECRETS['url']}",
+    ],
+)
+def test_a_malformed_database_url_is_reported_without_its_password(url: str) -> None:
+    result = invoke("db", "status", "--database-url", url)
+    assert result.exit_code != 0 and result.stderr.startswith("Error: ")
+    assert leaked(result.stderr) == []
+
+
 @pytest.fixture
 def sample(register: Callable[..., None], put: Callable[..., None]) -> None:
     register("2/5/a", "2/6/b")
