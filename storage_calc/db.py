@@ -76,8 +76,8 @@ SESSION_ENDED = ("57P01", "57P02", "57P03")
 
 @cache
 def queries() -> dict[str, str]:
-    """The named queries of sql/queries.sql, by name."""
-    text = resources.files("storage_calc").joinpath("sql/queries.sql").read_text("utf-8")
+    """The named queries of sql/queries.sql and sql/access.sql, by name."""
+    text = "\n".join(sql_file(path) for path in ("queries.sql", "access.sql"))
     blocks = re.split(r"^-- name: (\w+)\n", text, flags=re.MULTILINE)[1:]
     return {name: body.strip() for name, body in zip(blocks[::2], blocks[1::2], strict=True)}
 
@@ -175,7 +175,9 @@ def connect(url: str) -> Connection:
     try:
         return psycopg.connect(url, **connection_options())
     except psycopg.ProgrammingError as exc:
-        raise ConfigError(f"the database URL is malformed: {_first_line(exc)}") from exc
+        # libpq quotes the part of the URL it could not parse, which may hold the password.
+        reason = re.sub(r'"[^"]*"', "…", _first_line(exc))
+        raise ConfigError(f"the database URL is malformed: {reason}") from exc
     except psycopg.OperationalError as exc:
         raise ConnectionLost(f"cannot connect to the database: {_first_line(exc)}") from exc
     except psycopg.Error as exc:

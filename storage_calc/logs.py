@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
-from typing import TextIO
+from collections.abc import MutableMapping
+from typing import Any, TextIO
 
 import structlog
+
+# The password of a URL's user information (`scheme://user:password@host`), in any text.
+_URL_PASSWORD = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^/\s:@]*:)[^/\s@]*@")
+
+
+def without_url_passwords(text: str) -> str:
+    return _URL_PASSWORD.sub(r"\1***@", text)
+
+
+def redact_url_passwords(_: Any, __: str, event: MutableMapping[str, Any]) -> dict[str, Any]:
+    """A processor: no password of a URL (a Pushgateway's, a database's) reaches a log line."""
+    return {k: without_url_passwords(v) if isinstance(v, str) else v for k, v in event.items()}
 
 
 def configure(stream: TextIO | None = None, level: int = logging.INFO) -> None:
@@ -21,6 +35,7 @@ def configure(stream: TextIO | None = None, level: int = logging.INFO) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.dict_tracebacks,
+            redact_url_passwords,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),

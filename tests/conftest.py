@@ -7,6 +7,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +19,17 @@ from click.testing import CliRunner, Result
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
 from psycopg.conninfo import make_conninfo
+from starlette.testclient import TestClient
 
-from storage_calc import db, embedded
+from storage_calc import auth, db, embedded
+from storage_calc.api import create_app
 from storage_calc.billable import Billable
 from storage_calc.cli import cli
 from storage_calc.config import Settings, parse_location
 from storage_calc.demo import free_port
 from storage_calc.listing import S3Client, make_s3_client
-from storage_calc.model import LocationKind
+from storage_calc.model import LocationKind, Spaces
+from tests.api_keys import SALT, add_customers_table
 from tests.databases import admin_connection, created_database
 from tests.s3_proxy import S3Proxy
 
@@ -352,3 +356,29 @@ def put_versioned(client: Any, storage: str, thumbs: str) -> None:
 def versioned(s3: S3Client) -> None:
     """`put_versioned` on moto's buckets."""
     put_versioned(s3, STORAGE, THUMBS)
+
+
+@pytest.fixture
+def two_customers(register: Callable[..., None], database_url: str) -> None:
+    """Customers 2 (asset 2/5/a, 222 bytes) and 3 (asset 3/7/b, 333 bytes), written by the real
+    write path."""
+    register("2/5/a", "3/7/b")
+    with db.connect(database_url) as conn:
+        layout = db.detect_layout(conn)
+        for customer, space, asset, size in ((2, 5, "a", 222), (3, 7, "b", 333)):
+            rows = [(f"{customer}/{space}/{asset}", space, size, 0, 0)]
+            db.write_customer(
+                conn, layout, customer, Spaces(), None, rows, datetime.now(UTC), dry_run=False
+            )
+
+
+@pytest.fixture
+def keyed_api(
+    two_customers: None, conn: psycopg.Connection[Any], database_url: str
+) -> Iterator[TestClient]:
+    """`serve`'s application over `two_customers`, checking the keys of the platform's
+    "Customers" table (tests/api_keys.py)."""
+    add_customers_table(conn)
+    keys = auth.CustomersTable(SALT)
+    with TestClient(create_app(database_url, "https://api.dlcs.example", keys)) as client:
+        yield client

@@ -40,7 +40,7 @@ def figures(register: Callable[..., None], database_url: str) -> None:
 
 @pytest.fixture
 def client(database_url: str) -> Iterator[TestClient]:
-    with TestClient(create_app(database_url, BASE)) as test_client:
+    with TestClient(create_app(database_url, BASE, None)) as test_client:
         yield test_client
 
 
@@ -137,7 +137,7 @@ def test_healthz_reports_an_unreachable_database(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(
         ConnectionPool, "connection", lambda pool, timeout=None: connection(pool, timeout=0.5)
     )
-    with TestClient(create_app("postgresql://nobody@127.0.0.1:1/none", BASE)) as client:
+    with TestClient(create_app("postgresql://nobody@127.0.0.1:1/none", BASE, None)) as client:
         response = client.get("/healthz")
     assert response.status_code == 503
 

@@ -352,7 +352,7 @@ def test_serve_answers_what_show_prints_in_each_layout(
     platform: None, layout: Layout, layout_url: str, invoke: Invoke
 ) -> None:
     invoke("run")
-    with TestClient(create_app(layout_url, "https://api.dlcs.example")) as client:
+    with TestClient(create_app(layout_url, "https://api.dlcs.example", None)) as client:
         for path, args in [
             ("/customers/2/storage", ("customer", "2")),
             ("/customers/2/spaces/0/storage", ("customer", "2", "--space", "0")),

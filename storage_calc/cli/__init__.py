@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from storage_calc import db, logs, tables
+from storage_calc import db, grants, logs, tables
 from storage_calc.cli import compute, read
 from storage_calc.cli.options import EXIT_FAILED, ParsedParam, connected, database_option, option
 from storage_calc.config import parse_age
@@ -110,6 +110,37 @@ def status(**params: Any) -> None:
         click.echo(line)
 
 
+@db_group.command("grants")
+@option(
+    "--job-role",
+    default=grants.DEFAULT_JOB_ROLE,
+    show_default=True,
+    metavar="ROLE",
+    help="The role that runs `run` and `schedule`.",
+)
+@option(
+    "--read-role",
+    default=grants.DEFAULT_READ_ROLE,
+    show_default=True,
+    metavar="ROLE",
+    help="The role that only reads: serve, show, runs, report and the dashboards.",
+)
+@database_option
+def grants_command(job_role: str, read_role: str, **params: Any) -> None:
+    """Print the GRANT statements giving the job's role and the read-only role what they
+    need on this database and nothing more. Run them as the owner, after `db migrate`; the
+    roles must exist. Changes nothing.
+
+    \b
+    Example:
+        storage-calc db grants | psql "$OWNER_DATABASE_URL"
+    """
+    with connected(params) as conn:
+        lines = grants.statements(conn, job_role, read_role)
+    for line in lines:
+        click.echo(line)
+
+
 @db_group.command("prune")
 @option(
     "--older-than",
@@ -140,6 +171,7 @@ for command in (
     read.runs_command,
     read.report_group,
     read.serve_command,
+    read.api_key_command,
     compute.demo_command,
 ):
     cli.add_command(command)

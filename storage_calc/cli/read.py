@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import click
 
-from storage_calc import db, jsonld, reports, resources, tables
+from storage_calc import auth, db, jsonld, reports, resources, tables
 from storage_calc.cli.options import (
     ASSET,
     CUSTOMER,
@@ -279,28 +280,88 @@ def report_billable(customer: int | None, as_json: bool, **params: Any) -> None:
 @click.command("serve")
 @option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@option(
+    "--keys-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help='The API keys, for a database without the platform\'s "Customers" table: a line '
+    "`CUSTOMER KEY SHA256-OF-SECRET [admin]` each (`storage-calc api-key` makes one).",
+)
+@option(
+    "--api-salt",
+    metavar="SALT",
+    help='The platform\'s ApiSalt, to check the keys of its "Customers" table. Prefer the '
+    "environment variable: a command line is visible to every user of the host.",
+)
+@command_line_option(
+    "--no-auth",
+    "public",
+    is_flag=True,
+    help="Serve every customer's figures to anyone who can reach the port.",
+)
 @database_option
 @api_option
-def serve_command(host: str, port: int, **params: Any) -> None:
+def serve_command(
+    host: str, port: int, keys_file: Path | None, api_salt: str | None, public: bool, **params: Any
+) -> None:
     """Serve the storage resources over HTTP, read-only, from the same database.
 
     GET /customers/C/storage, /customers/C/spaces/S/storage,
     /customers/C/spaces/S/images/ID/storage and /storagePolicies/ID return exactly what
-    `show` prints; /healthz checks the database. It never writes. Needs the 'api' extra.
+    `show` prints; /healthz and /ping check the database. It never writes. Needs the 'api'
+    extra.
+
+    Customer paths need HTTP Basic credentials as the platform's API takes them: a key of
+    that customer or of an administrator, from the database's "Customers" table (with
+    --api-salt) or from --keys-file. The policies and health checks are anonymous. Without
+    keys it serves everyone, and refuses to start on an address other than loopback unless
+    told --no-auth.
 
     \b
-    Example:
-        storage-calc serve --port 8080 --api-base-url https://api.example.org
+    Examples:
+        STORAGE_CALC_API_SALT=... storage-calc serve --host 0.0.0.0 --api-base-url https://api.example.org
+        storage-calc serve --host 0.0.0.0 --keys-file /etc/storage-calc/keys
     """
     try:
         import uvicorn
 
-        from storage_calc.api import create_app
+        from storage_calc.api import MAX_HEADER_BYTES, create_app
     except ImportError as exc:
         raise Failure(
             "serve needs the 'api' extra: pip install 'storage-calc[api]'", EXIT_USAGE
         ) from exc
     settings = settings_from(params)
+
+    def customers_table() -> bool:
+        with db.connect(settings.database_url) as conn:
+            return auth.has_customers_table(conn)
+
     with reported():
-        app = create_app(settings.database_url, settings.api_base_url)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+        keys = auth.choose(customers_table, keys_file, api_salt, public, host)
+        app = create_app(settings.database_url, settings.api_base_url, keys)
+    if keys is None:
+        click.echo(
+            f"serving every customer's figures to anyone who reaches {host}:{port}", err=True
+        )
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+    )
+
+
+@click.command("api-key")
+@click.argument("customer", type=CUSTOMER)
+@command_line_option("--admin", is_flag=True, help="A key that opens every customer's paths.")
+def api_key_command(customer: int, admin: bool) -> None:
+    """Make a key and secret for `serve --keys-file`: the file's line on stdout, the key and
+    secret once on stderr. The file keeps only the secret's SHA-256.
+
+    \b
+    Example:
+        storage-calc api-key 2 >> /etc/storage-calc/keys
+    """
+    key, secret, line = auth.new_key(customer, admin)
+    click.echo(line)
+    click.echo(f"key {key} secret {secret} (shown once)", err=True)
