@@ -20,6 +20,7 @@ from psycopg import sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
+from storage_calc import sqlfiles
 from storage_calc.billable import Billable, in_scope
 from storage_calc.errors import ConfigError, ConnectionLost, DatabaseError, LockLost
 from storage_calc.layouts import UniqueKey, read_layout
@@ -77,9 +78,7 @@ SESSION_ENDED = ("57P01", "57P02", "57P03")
 @cache
 def queries() -> dict[str, str]:
     """The named queries of sql/queries.sql and sql/access.sql, by name."""
-    text = "\n".join(sql_file(path) for path in ("queries.sql", "access.sql"))
-    blocks = re.split(r"^-- name: (\w+)\n", text, flags=re.MULTILINE)[1:]
-    return {name: body.strip() for name, body in zip(blocks[::2], blocks[1::2], strict=True)}
+    return sqlfiles.named_statements("queries.sql", "access.sql")
 
 
 _FEATURE_LINE = re.compile(r"\s*-- (with|without): (\w+)$")
@@ -102,7 +101,7 @@ def query(name: str, layout: Layout | None = None) -> str:
 
 
 def sql_file(path: str) -> str:
-    return resources.files("storage_calc").joinpath(f"sql/{path}").read_text("utf-8")
+    return sqlfiles.read(path)
 
 
 @dataclass(frozen=True)

@@ -28,19 +28,19 @@ first one is named in an InventoryError.
 
 from __future__ import annotations
 
-import re
 import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from storage_calc import sqlfiles
 from storage_calc.errors import InventoryError
 from storage_calc.inventory import Report
 from storage_calc.model import Location, LocationKind, ScopeSums, SpaceOrphans, Spaces
+from storage_calc.rollup import ORPHAN_ASSETS_COUNTED, ORPHAN_EXAMPLES
 
 MISSING_LIBRARY = "the inventory source needs: pip install 'storage-calc[inventory]'"
 # DuckDB's memory for its tables and hash tables; beyond it they spill to its temporary
@@ -51,10 +51,6 @@ MEMORY_LIMIT = "500MB"
 # most partitions a report is cut into.
 PARTITION_BYTES = 100 << 20
 MAX_PARTITIONS = 1024
-# The orphan assets of a space named as examples, and those counted exactly: as
-# `rollup.Tally` does.
-ORPHAN_EXAMPLES = 5
-ORPHAN_ASSETS_COUNTED = 100_000
 
 # The columns of each format as summed: a field the report lacks is what a report of current
 # versions means by its absence. CSV holds text: sizes and flags are checked, keys decoded as
@@ -93,9 +89,7 @@ CHECKED = """
 @cache
 def statements() -> dict[str, str]:
     """The named statements of sql/inventory.sql, by name."""
-    text = resources.files("storage_calc").joinpath("sql/inventory.sql").read_text("utf-8")
-    blocks = re.split(r"^-- name: (\w+)\n", text, flags=re.MULTILINE)[1:]
-    return {name: body.strip() for name, body in zip(blocks[::2], blocks[1::2], strict=True)}
+    return sqlfiles.named_statements("inventory.sql")
 
 
 def relation(source: Source, number: int, named: bool = False) -> tuple[str, dict[str, Any]]:

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from storage_calc import db
+from storage_calc import db, sqlfiles
 from storage_calc.model import Layout, Spaces
 
 SEED = Layout()
@@ -138,6 +138,14 @@ def test_queries_are_all_named_and_parameterised() -> None:
     )
     for name, sql in queries.items():
         assert "{" not in sql, name
+
+
+def test_a_statement_named_in_two_files_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    files = {"a.sql": "-- name: total\nSELECT 1;\n", "b.sql": "-- name: total\nSELECT 2;\n"}
+    monkeypatch.setattr(sqlfiles, "read", files.__getitem__)
+    assert sqlfiles.named_statements("a.sql") == {"total": "SELECT 1;"}
+    with pytest.raises(ValueError, match="statement total is named twice"):
+        sqlfiles.named_statements("a.sql", "b.sql")
 
 
 def test_a_row_ingest_inserts_during_the_write_is_overwritten_not_a_failure(

@@ -552,13 +552,6 @@ JOIN storage_calc.customer_orphans co ON co.run_id = o.run_id AND co.customer = 
 WHERE o.customer = %(customer)s
 ORDER BY o.space;
 
--- name: asset_counts
--- The registered assets of every customer and space, counted as registry reads them: the
--- weights that shards balance.
-SELECT "Customer", "Space", count(*) FROM "Images"
-WHERE "Space" >= %(first_space)s AND starts_with("Id", "Customer" || '/' || "Space" || '/')
-GROUP BY "Customer", "Space";
-
 -- name: misfiled_assets
 -- Customers whose latest complete computation found misfiled "Images" rows, with example ids.
 SELECT customer, run_id, found_at, misfiled, examples
