@@ -1,8 +1,8 @@
 """`storage-calc serve`: the documented storage resources over HTTP, read-only.
 
-A small Starlette application over a psycopg connection pool. Every request reads one row by
-its primary key, under the statement timeout every connection of the job has, so no request
-can run an unbounded query. It never writes.
+A small Starlette application over a pool of database connections (`db.pool.Pool`). Every request
+reads one row by its primary key, under the statement timeout every connection of the job has,
+so no request can run an unbounded query. It never writes.
 
 Unless it serves the figures to everyone, every request but the anonymous ones (the storage
 policies and the health checks) passes `storage_calc.auth`'s check first: one answer, `401`
@@ -21,7 +21,6 @@ from typing import Any
 from urllib.parse import unquote
 
 import structlog
-from psycopg_pool import ConnectionPool, PoolTimeout
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -31,6 +30,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from storage_calc import auth, db, jsonld, resources
+from storage_calc.db.pool import Pool
 from storage_calc.errors import DatabaseError, StorageCalcError
 from storage_calc.keys import parse_int
 
@@ -89,7 +89,7 @@ class HeadLimit:
 class BasicAuth:
     """Lets a request through only with a key and secret that may read its path."""
 
-    def __init__(self, app: ASGIApp, keys: auth.KeyStore, pool: ConnectionPool) -> None:
+    def __init__(self, app: ASGIApp, keys: auth.KeyStore, pool: Pool) -> None:
         self.app = app
         self.keys = keys
         self.pool = pool
@@ -108,7 +108,7 @@ class BasicAuth:
                 holder = await run_in_threadpool(
                     self.keys.holder, key, secret, customer, self.connection
                 )
-            except (PoolTimeout, DatabaseError):
+            except DatabaseError:
                 await error(503, "cannot check the credentials now; try again")(
                     scope, receive, send
                 )
@@ -128,7 +128,7 @@ class BasicAuth:
         await self.app(scope, receive, send)
 
     def connection(self) -> contextlib.AbstractContextManager[db.Connection]:
-        return self.pool.connection(timeout=10)
+        return self.pool.connection()
 
 
 def resource_response(request: Request, resource: dict[str, Any] | None, what: str) -> Response:
@@ -166,23 +166,18 @@ def wants_plain_json(accept: str) -> bool:
     return "application/json" in accept and LD_JSON not in accept
 
 
-def create_app(database_url: str, base_url: str, keys: auth.KeyStore | None) -> Starlette:
+def create_app(
+    database_url: str, base_url: str, keys: auth.KeyStore | None, connection_wait_s: float = 10
+) -> Starlette:
     """The API over the database at `database_url`, with `@id`s under `base_url`, answering
-    only the holders of `keys` (None: everyone)."""
-    pool = ConnectionPool(
-        database_url,
-        min_size=1,
-        max_size=POOL_SIZE,
-        open=False,
-        kwargs=db.connection_options("storage-calc-api"),
-    )
+    only the holders of `keys` (None: everyone). A request waits up to `connection_wait_s`
+    for a free connection before its 503."""
+    pool = Pool(database_url, POOL_SIZE, "storage-calc-api", connection_wait_s)
 
     def with_conn(read: Callable[[db.Connection], Response]) -> Response:
         try:
-            with pool.connection(timeout=10) as conn:
+            with pool.connection() as conn:
                 return read(conn)
-        except PoolTimeout:
-            return error(503, "no database connection is free; try again")
         except DatabaseError as exc:
             return error(503, str(exc))
         except StorageCalcError as exc:
@@ -239,7 +234,7 @@ def create_app(database_url: str, base_url: str, keys: auth.KeyStore | None) -> 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        pool.open(wait=False)
+        pool.open()
         try:
             yield
         finally:

@@ -1,4 +1,5 @@
-"""Databases of the test server: each test's own, copied from a template or empty."""
+"""Databases of the test server: each test's own, copied from a template or empty; and the
+reads only tests make of them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from typing import Any
 
 import psycopg
 from psycopg.conninfo import make_conninfo
+
+from storage_calc import db
+from storage_calc.billable import Billable
 
 _numbers = itertools.count()
 
@@ -32,3 +36,8 @@ def created_database(server_url: str, template: str | None = None) -> Iterator[s
     finally:
         with admin_connection(server_url) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def billable_rows(conn: psycopg.Connection[Any], customer: int | None) -> list[Billable]:
+    """The billable rows of `customer` (None: of every customer), by customer and space."""
+    return db.fetch(conn, "billable_rows", Billable, "the billable bytes", customer=customer)

@@ -11,11 +11,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from storage_calc import calculator, db
+from storage_calc import calculator
 from storage_calc.config import Settings, parse_destination
 from storage_calc.listing import S3Client
 from storage_calc.model import Scope
 from tests.conftest import FIRST_PART, SECOND_PART, STORAGE, THUMBS
+from tests.databases import billable_rows
 from tests.inventories import versions_report_of_bucket
 
 Conn = psycopg.Connection[Any]
@@ -33,7 +34,7 @@ def figures(conn: Conn, customer: int | None = None) -> list[tuple[Any, ...]]:
         (r.customer, r.space, r.current_objects, r.current_bytes, r.billed_bytes,
          r.noncurrent_versions, r.noncurrent_bytes, r.delete_markers, r.incomplete_uploads,
          r.incomplete_upload_bytes, dict(r.by_storage_class))
-        for r in db.billable_rows(conn, customer)
+        for r in billable_rows(conn, customer)
     ]  # fmt: skip
 
 

@@ -19,7 +19,7 @@ from storage_calc.model import Location, LocationKind, Spaces
 from storage_calc.versions import billable_of
 from tests.conftest import FIRST_PART, SECOND_PART, STORAGE, THUMBS
 from tests.conftest import billable_row as row
-from tests.databases import created_database
+from tests.databases import billable_rows, created_database
 
 Conn = psycopg.Connection[Any]
 Invoke = Callable[..., Result]
@@ -31,7 +31,7 @@ LOCATIONS = (
 
 
 def spaces_of(conn: Conn) -> list[tuple[int, int | None, int]]:
-    return [(r.customer, r.space, r.current_bytes) for r in db.billable_rows(conn, None)]
+    return [(r.customer, r.space, r.current_bytes) for r in billable_rows(conn, None)]
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def test_rows_read_back_as_written(conn: Conn) -> None:
         row(2, 5, incomplete_uploads=1, oldest_upload=CHECKED, by_storage_class={}),
     ]
     db.write_billable(conn, 2, Spaces(), rows, CHECKED)
-    assert db.billable_rows(conn, 2) == rows
+    assert billable_rows(conn, 2) == rows
 
 
 def test_a_whole_customer_replaces_all_its_rows_and_no_other_customers(

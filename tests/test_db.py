@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from storage_calc import db, sqlfiles
+from storage_calc.errors import DatabaseError
 from storage_calc.model import Layout, Spaces
 
 SEED = Layout()
@@ -283,7 +284,7 @@ def test_a_customer_is_written_only_while_the_run_holding_its_lock_still_does(
             )
 
     run = conn.info.backend_pid
-    with pytest.raises(db.DatabaseError, match="customer 2 is no longer locked by this run"):
+    with pytest.raises(DatabaseError, match="customer 2 is no longer locked by this run"):
         write(run)
     assert conn.execute('SELECT count(*) FROM "ImageStorage"').fetchone() == (0,)
     assert db.try_lock_customer(conn, 2)

@@ -131,7 +131,7 @@ def test_memory_does_not_grow_with_the_assets_of_a_space(
 ) -> None:  # fmt: skip
     monkeypatch.setattr(calculator, "REGISTRY_SLICE", 100)
     monkeypatch.setattr(calculator, "STAGE_BATCH", 500)
-    monkeypatch.setattr(db, "REGISTRY_BATCH", 500)
+    monkeypatch.setattr(db.registry, "REGISTRY_BATCH", 500)
     put(STORAGE, {"2/5/asset-0000000/original": 7, "3/5/asset-0000000/original": 7})
 
     def peak(customer: int, assets: int) -> int:

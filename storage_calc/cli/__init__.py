@@ -14,10 +14,11 @@ from typing import Any
 
 import click
 
-from storage_calc import db, grants, logs, tables
+from storage_calc import db, logs, tables
 from storage_calc.cli import compute, read
 from storage_calc.cli.options import EXIT_FAILED, ParsedParam, connected, database_option, option
 from storage_calc.config import parse_age
+from storage_calc.db import grants
 
 
 class OneLineErrors(click.Group):

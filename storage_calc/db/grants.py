@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-from storage_calc import db
+from storage_calc.db.connection import Connection
+from storage_calc.db.reads import fetch
 
 FIGURES = ('"CustomerStorage"', '"ImageStorage"')
 REGISTRY = ('"Adjuncts"', '"Images"', '"StoragePolicies"')
@@ -47,10 +48,10 @@ def _own(names: list[str]) -> sql.Composable:
     return sql.SQL(", ").join(sql.Identifier("storage_calc", name) for name in names)
 
 
-def statements(conn: db.Connection, job_role: str, read_role: str) -> list[str]:
+def statements(conn: Connection, job_role: str, read_role: str) -> list[str]:
     """The statements granting `job_role` and `read_role` their privileges on the connected
     database, as its tables are now."""
-    (found,) = db.fetch(conn, "grant_targets", Targets, "the grants' tables", platform=list(NAMES))
+    (found,) = fetch(conn, "grant_targets", Targets, "the grants' tables", platform=list(NAMES))
     job, read = sql.Identifier(job_role), sql.Identifier(read_role)
     database, owner = sql.Identifier(found.database), sql.Identifier(found.owner)
     schema = sql.Identifier("storage_calc")
