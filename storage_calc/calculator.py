@@ -5,35 +5,28 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TypeVar
 
 import structlog
 
 from storage_calc import db
-from storage_calc.billable import Billable, BillableTally, in_scope
+from storage_calc.billable import Billable
 from storage_calc.config import Settings
 from storage_calc.errors import (
     ConfigError,
     ConnectionLost,
     DatabaseError,
-    Interrupted,
-    ListingError,
     LockLost,
     NotFound,
     StorageCalcError,
 )
-from storage_calc.inventory_source import Inventory, opened, stage_customer
-from storage_calc.keys import customer_prefix, parse_int, space_prefix
-from storage_calc.listing import Page, S3Client, list_pages
 from storage_calc.model import (
     AssetKey,
     CustomerResult,
     Layout,
-    Location,
     Misfiled,
     Outcome,
     RunReport,
@@ -41,74 +34,40 @@ from storage_calc.model import (
     ScopeSums,
     Shard,
     Spaces,
-    Uncounted,
 )
 from storage_calc.progress import RunProgress
-from storage_calc.ranges import EmptyBeyond, KeyRange, RangeCut, registry_slices
 from storage_calc.rollup import Tally
 from storage_calc.shards import shard_spaces
-from storage_calc.versions import billable_of, uploads_of
+from storage_calc.sources import Outside, Source
+from storage_calc.sources.inventory_source import opened
+from storage_calc.sources.listing import S3Client
+from storage_calc.sources.walk import WAKE_SECONDS, Listing, waited
 
 log = structlog.get_logger("storage_calc")
 
 # Listing requests per customer listed at once: the next customers are listed while the
 # previous one is written, so that the round trips of small customers overlap.
 REQUESTS_PER_CUSTOMER = 2
-# Registered assets per key range of a space: a range is listed by its own requests and holds
-# only its own slice of the registry, so a space of millions of assets is listed by many
-# requests at once in bounded memory. About 7,000 keys, 7 pages per location for the usual
-# asset; the last page of each range lists some keys of the next one for nothing.
-REGISTRY_SLICE = 1_000
-# Per-asset figures copied into the staging table per COPY.
-STAGE_BATCH = 20_000
-# How often a thread waiting for a listing wakes up. CPython runs signal handlers on the main
-# thread only, between two bytecodes, and a wait without a timeout is not interrupted by a
-# SIGTERM that the kernel hands to another thread (any thread may take a signal sent to the
-# process): without waking, the main thread would see a stop only once the listing it waits for
-# has ended, however long its requests take.
-WAKE_SECONDS = 0.1
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class Job:
-    """What every customer of a run shares."""
+    """What every customer of a run shares: where its objects come from (`source`), the
+    threads that compute customers at once, each with a connection of `connections`, and the
+    run's stop request and progress."""
 
     settings: Settings
     layout: Layout
-    s3: S3Client
-    pool: ThreadPoolExecutor
+    source: Source
     customers: ThreadPoolExecutor
     connections: db.Connections
     dry_run: bool
-    stop: threading.Event = field(default_factory=threading.Event)
-    progress: RunProgress = field(default_factory=RunProgress)
-    # The reports' sums, when the run reads inventories instead of listing.
-    inventory: Inventory | None = None
+    stop: threading.Event
+    progress: RunProgress
 
-    def pages(
-        self,
-        bucket: str,
-        prefix: str,
-        delimiter: str | None = None,
-        max_keys: int = 1000,
-        start_after: str | None = None,
-    ) -> Iterator[Page]:
-        """The listing of `prefix`, given up between two pages once a stop is requested."""
-        for page in list_pages(self.s3, bucket, prefix, delimiter, max_keys, start_after):
-            if self.stop.is_set():
-                raise Interrupted("interrupted before its figures were written")
-            self.progress.listed(len(page.objects))
-            yield page
-
-    def tally(self, registry: dict[str, int]) -> Tally:
-        """An empty tally of the run's layout over `registry`."""
-        return Tally(
-            registry,
-            stub_space=self.layout.customer_row_at_null,
-            split_adjuncts=self.layout.asset_adjuncts,
-        )
+    def tally(self) -> Tally:
+        """An empty tally of the run's layout."""
+        return Tally({}, self.layout.customer_row_at_null, self.layout.asset_adjuncts)
 
 
 def run(
@@ -140,9 +99,16 @@ def run(
         layout = database.retried(db.detect_layout)
         check_scope(scope, layout)
         with contextlib.ExitStack() as reports:
-            inventory = None
+            stop = stop or threading.Event()
+            progress = progress or RunProgress()
+            pool = reports.enter_context(
+                ThreadPoolExecutor(settings.workers, thread_name_prefix="list")
+            )
+            source: Source
             if settings.source == "inventory":
-                inventory = reports.enter_context(opened(settings, s3, layout, stop))
+                source = reports.enter_context(opened(settings, s3, layout, stop))
+            else:
+                source = Listing(settings, layout, s3, pool, stop, progress)
             started = database.retried(db.server_now)
             shard_text = str(shard) if shard else None
             run_id = (
@@ -150,23 +116,23 @@ def run(
             )
             database.run_id = run_id
             with structlog.contextvars.bound_contextvars(run_id=run_id):
-                with (
-                    ThreadPoolExecutor(settings.workers, thread_name_prefix="list") as pool,
-                    ThreadPoolExecutor(
-                        customers_in_flight(settings), thread_name_prefix="customer"
-                    ) as flight,
-                ):
+                with ThreadPoolExecutor(
+                    customers_in_flight(settings), thread_name_prefix="customer"
+                ) as flight:
                     job = Job(
-                        settings, layout, s3, pool, flight, connections, dry_run,
-                        stop or threading.Event(), progress or RunProgress(), inventory,
+                        settings=settings, layout=layout, source=source, customers=flight,
+                        connections=connections, dry_run=dry_run, stop=stop, progress=progress,
                     )  # fmt: skip
                     results, outside, error = compute(job, database, scope, shard)
                 results.sort(key=lambda result: result.customer)
                 report = RunReport(
-                    scope, shard, dry_run, started, database.retried(db.server_now),
-                    tuple(results), outside.tally.objects, outside.tally.bytes, error,
-                    job.stop.is_set(), layout, run_id, tuple(outside.uncounted),
-                    database.reconnections + connections.reconnections,
+                    scope=scope, shard=shard, dry_run=dry_run, started=started,
+                    finished=database.retried(db.server_now), customers=tuple(results),
+                    unattributed_objects=outside.tally.objects,
+                    unattributed_bytes=outside.tally.bytes,
+                    error=error, interrupted=stop.is_set(), layout=layout, run_id=run_id,
+                    uncounted=tuple(outside.uncounted),
+                    reconnections=database.reconnections + connections.reconnections,
                 )  # fmt: skip
                 if run_id is not None:
                     database.retried(db.finish_run, run_id, report)
@@ -189,22 +155,13 @@ def clear_flags_left(database: db.Database) -> None:
             log.error("flags_not_cleared", customer=customer, error=str(exc))
 
 
-@dataclass
-class Outside:
-    """The keys outside every customer (`tally`) and the prefixes of them that could not be
-    listed."""
-
-    tally: Tally
-    uncounted: list[Uncounted] = field(default_factory=list)
-
-
 def compute(
     job: Job, database: db.Database, scope: Scope, shard: Shard | None
 ) -> tuple[list[CustomerResult], Outside, str | None]:
     """The results of the customers of the run, recorded in the order they end, the keys outside
     every customer, and the error that ended the run early, if any."""
     results: list[CustomerResult] = []
-    outside = Outside(job.tally({}))
+    outside = Outside(job.tally())
     try:
         customers = resolve_customers(job, database, scope, shard, outside)
         for result in compute_customers(job, database, customers, scope, shard is not None):
@@ -262,32 +219,9 @@ def resolve_customers(
     elif scope.customer is not None:
         only = None if scope.space is None else frozenset({scope.space})
         found = {scope.customer: Spaces(only=only)}
-    elif job.inventory is not None:
-        customers = set(database.retried(db.all_customers)) | job.inventory.sums.customers()
-        if shard is None:
-            count, size = job.inventory.sums.outside()
-            outside.tally.objects = outside.tally.unattributed_objects = count
-            outside.tally.bytes = outside.tally.unattributed_bytes = size
-        found = plan(job, database, customers, shard)
     else:
-        customers = set(database.retried(db.all_customers))
-        others: list[tuple[str, Future[Tally]]] = []
-        for location, objects, prefixes in levels(job, ""):
-            if shard is None:
-                outside.tally.merge(objects)
-            for prefix in prefixes:
-                customer = parse_int(prefix[:-1])
-                if customer is not None:
-                    customers.add(customer)
-                elif shard is None:
-                    where = f"s3://{location.bucket}/{location.prefix}{prefix}"
-                    others.append((where, job.pool.submit(tally_prefix, job, location, prefix)))
-        for where, future in others:
-            try:
-                outside.tally.merge(waited(future))
-            except ListingError as exc:
-                log.error("prefix_not_counted", prefix=where, error=str(exc))
-                outside.uncounted.append(Uncounted(where, str(exc)))
+        on_s3 = job.source.customers(outside if shard is None else None)
+        customers = set(database.retried(db.all_customers)) | on_s3
         found = plan(job, database, customers, shard)
     job.progress.customers_found(len(found))
     return found
@@ -439,9 +373,7 @@ def start_customer(
             log.warning("customer_locked", customer=customer, reason="another run is computing it")
             pending.result = CustomerResult(customer, Outcome.LOCKED, error="locked by another run")
             return pending
-        pending.checked = (
-            job.inventory.checked if job.inventory else database.retried(db.server_now)
-        )
+        pending.checked = job.source.checked() or database.retried(db.server_now)
         pending.misfiled = database.retried(
             db.misfiled, job.layout, customer, spaces, pending.asset_id
         )
@@ -560,268 +492,22 @@ def release(database: db.Database, customer: int) -> None:
 
 
 def list_customer(job: Job, customer: int, spaces: Spaces, asset: AssetKey | None) -> Listed:
-    """Lists a customer's `spaces` (or `asset`) in every location and stages its per-asset
-    figures on a connection of its own, a slice of its registry at a time (`tally_slices`);
-    with an inventory, stages them from the reports' sums instead.
-
-    Where the run computes every space of the customer but some (`spaces.only` is None), the
-    customer's prefix is listed first to find them; `spaces.only` are listed directly."""
+    """Stages the per-asset figures of a customer's `spaces` (or `asset`) from the run's source
+    on a connection of its own, with its billable rows where the run computes them."""
     conn = job.connections.take()
     try:
         db.start_staging(conn)
-        billable = billable_rows(job, customer, spaces) if asset is None else None
-        if job.inventory is not None:
-            asset_id = asset.id if asset else None
-            sums, staged = stage_customer(
-                job.inventory, conn, job.layout, customer, spaces, asset_id
-            )
-            return Listed(sums, conn, staged, billable)
-        tally = job.tally({})
-        stager = Stager(conn)
-        if asset is not None:
-            registry = {asset.id: asset.space}
-            alone = job.tally(registry)
-            for location in job.settings.locations:
-                alone.merge(tally_asset(job, location, asset.id, registry))
-            stager.add(alone.asset_rows())
-            tally.merge(alone)
-            return Listed(tally.sums(), conn, stager.finish(), billable)
-        if spaces.only is None:
-            prefixes = {
-                prefix: locations
-                for prefix, locations in discover(job, tally, customer).items()
-                if parse_int(prefix[len(customer_prefix(customer)) : -1]) not in spaces.excluded
-            }
-        else:
-            everywhere = job.settings.locations
-            prefixes = {space_prefix(customer, s): everywhere for s in sorted(spaces.only)}
-        assets = db.stream_registry(conn, job.layout, customer, spaces)
-        tasks = range_tasks(customer, assets, prefixes)
-        tally_slices(job, tasks, tally, stager)
-        return Listed(tally.sums(), conn, stager.finish(), billable)
+        billable = None
+        if job.settings.billable and asset is None:
+            billable = job.source.billable(customer, spaces)
+        sums, staged = job.source.stage(conn, customer, spaces, asset)
+        return Listed(sums, conn, staged, billable)
     except BaseException:
         give_back(job, conn)
         raise
-
-
-def billable_rows(job: Job, customer: int, spaces: Spaces) -> tuple[Billable, ...] | None:
-    """What S3 bills for the customer's `spaces`, where the run computes it: versions and
-    delete markers listed (or read from the inventory), unfinished uploads listed. The row of
-    the keys outside any space belongs to a run of every space."""
-    if not job.settings.billable:
-        return None
-    tally = BillableTally()
-    prefix = customer_prefix(customer) if spaces.one is None else space_prefix(customer, spaces.one)
-    if job.inventory is None:
-        billable_of(job.s3, job.settings.locations, prefix, tally)
-    else:
-        for space, cls, latest, marker, count, size, billed in job.inventory.sums.versions(
-            customer
-        ):
-            tally.add_versions((customer, space), cls, latest, marker, count, size, billed)
-        uploads_of(job.s3, job.settings.locations, prefix, tally)
-    return tuple(row for row in tally.rows() if in_scope(row, customer, spaces))
-
-
-def discover(job: Job, tally: Tally, customer: int) -> dict[str, tuple[Location, ...]]:
-    """The prefixes directly under the customer's prefix (its spaces, and whatever else is
-    there) and the locations that hold each. Objects directly under the customer prefix,
-    outside any space, go into `tally`."""
-    found: dict[str, list[Location]] = {}
-    for location, objects, prefixes in levels(job, customer_prefix(customer)):
-        tally.merge(objects)
-        for prefix in prefixes:
-            found.setdefault(prefix, []).append(location)
-    return {prefix: tuple(locations) for prefix, locations in found.items()}
-
-
-def levels(job: Job, prefix: str) -> list[tuple[Location, Tally, list[str]]]:
-    """One level under `prefix` in every location, listed at once with a delimiter: the
-    objects directly under it, tallied, and the prefixes below it, relative to the location's
-    prefix."""
-
-    def level(location: Location) -> tuple[Location, Tally, list[str]]:
-        objects, prefixes = job.tally({}), []
-        for page in job.pages(location.bucket, location.prefix + prefix, delimiter="/"):
-            objects.add(location.kind, location.bucket, location.prefix, page.objects)
-            prefixes += [below[len(location.prefix) :] for below in page.prefixes]
-        return location, objects, prefixes
-
-    futures = [job.pool.submit(level, location) for location in job.settings.locations]
-    try:
-        return [waited(future) for future in futures]
-    finally:
-        for future in futures:
-            future.cancel()
-
-
-def waited(future: Future[T]) -> T:
-    """The result of `future`, waited for in steps of `WAKE_SECONDS`, so that a stop requested
-    by a signal meanwhile is seen at once (its handler runs between two steps) rather than when
-    the future ends."""
-    while not wait([future], timeout=WAKE_SECONDS).done:
-        pass
-    return future.result()
-
-
-@dataclass(frozen=True)
-class RangeTask:
-    """A slice of a customer's registry and the key range it covers under `prefix` (a space's,
-    relative to the locations' prefixes), to list in `locations`."""
-
-    prefix: str
-    key_range: KeyRange
-    assets: dict[str, int]
-    locations: tuple[Location, ...]
-
-
-def range_tasks(
-    customer: int,
-    registry: Iterator[tuple[str, int]],
-    prefixes: dict[str, tuple[Location, ...]],
-) -> Iterator[RangeTask]:
-    """The key ranges of a customer or space, in the order of its registry: one per
-    `REGISTRY_SLICE` registered assets of a space, listed in the locations `prefixes` gives for
-    its prefix (none: a space nowhere on S3 still has its assets written, with zeros), then
-    each other prefix of `prefixes` whole, to find its orphans and unattributed keys."""
-    unregistered = dict(prefixes)
-    for piece in registry_slices(registry, REGISTRY_SLICE):
-        prefix = space_prefix(customer, piece.space)
-        unregistered.pop(prefix, None)
-        yield RangeTask(prefix, piece.key_range, piece.assets, prefixes.get(prefix, ()))
-    for prefix, locations in unregistered.items():
-        yield RangeTask(prefix, KeyRange(), {}, locations)
-
-
-def tally_slices(job: Job, tasks: Iterator[RangeTask], tally: Tally, stager: Stager) -> None:
-    """Lists the ranges of `tasks`, each location of a range as a task of the run's pool, with
-    at most `ranges_in_flight` ranges at once; as each range ends, its assets' figures are
-    staged and its counts and orphans added to `tally`.
-
-    Memory is bounded by the ranges in flight, whatever the size of the customer or space."""
-    limit = ranges_in_flight(job)
-    ends = EmptyBeyond()
-    in_flight: list[tuple[RangeTask, list[Future[Tally]]]] = []
-
-    def ended(futures: list[Future[Tally]]) -> bool:
-        """Every location of the range listed, or one failed."""
-        return all(f.done() for f in futures) or any(f.done() and f.exception() for f in futures)
-
-    def settle() -> None:
-        """Waits until a range ends, then stages every range that has."""
-        while not any(ended(futures) for _, futures in in_flight):
-            pending = [f for _, futures in in_flight for f in futures if not f.done()]
-            wait(pending, return_when=FIRST_COMPLETED)
-        for entry in list(in_flight):
-            if ended(entry[1]):
-                in_flight.remove(entry)
-                add_range(tally, stager, [f.result() for f in entry[1]])
-
-    try:
-        for task in tasks:
-            if not task.locations:
-                add_range(tally, stager, [job.tally(task.assets)])
-                continue
-            while len(in_flight) >= limit:
-                settle()
-            futures = [job.pool.submit(tally_range, job, loc, task, ends) for loc in task.locations]
-            in_flight.append((task, futures))
-        while in_flight:
-            settle()
-    finally:
-        for _, futures in in_flight:
-            for future in futures:
-                future.cancel()
-
-
-def add_range(tally: Tally, stager: Stager, tallies: list[Tally]) -> None:
-    """Stages the figures of a range's assets, summed over its locations, and adds its counts
-    and orphans to the customer's `tally`."""
-    merged = tallies[0]
-    for other in tallies[1:]:
-        merged.merge(other)
-    stager.add(merged.asset_rows())
-    merged.sizes.clear()
-    tally.merge(merged)
 
 
 def customers_in_flight(settings: Settings) -> int:
     """Customers listed at once, each on a database connection of its own: one per
     `REQUESTS_PER_CUSTOMER` workers, at least 3 (16 at the default 32 workers)."""
     return max(3, settings.workers // REQUESTS_PER_CUSTOMER)
-
-
-def ranges_in_flight(job: Job) -> int:
-    """Ranges of one customer listed at once: enough to keep every worker busy with one
-    location each, so that a customer alone can use the whole pool."""
-    return max(2, -(-job.settings.workers // len(job.settings.locations)))
-
-
-def tally_range(job: Job, location: Location, task: RangeTask, ends: EmptyBeyond) -> Tally:
-    """Attributes the objects of a range in one location as its pages stream in; a range that
-    an earlier one showed to be empty there is not listed."""
-    tally = job.tally(task.assets)
-    cut = RangeCut(location.prefix + task.prefix, task.key_range)
-    where = f"{location.bucket}/{cut.prefix}"
-    if ends.covers(where, task.key_range):
-        return tally
-    for page in job.pages(location.bucket, cut.prefix, start_after=cut.start_after):
-        tally.add(location.kind, location.bucket, location.prefix, cut.take(page.objects))
-        if cut.done:
-            break
-    gap = cut.gap()
-    if gap is not None:
-        ends.note(where, gap)
-    for prefix in cut.unshown():
-        for page in job.pages(location.bucket, prefix):
-            tally.add(location.kind, location.bucket, location.prefix, page.objects)
-    return tally
-
-
-class Stager:
-    """Copies the per-asset figures of a customer into its connection's staging table in
-    batches, so that a customer of millions of assets never holds them all."""
-
-    def __init__(self, conn: db.Connection) -> None:
-        self.conn = conn
-        self.rows: list[tuple[str, int, int, int, int]] = []
-        self.staged = 0
-
-    def add(self, rows: Iterable[tuple[str, int, int, int, int]]) -> None:
-        self.rows.extend(rows)
-        if len(self.rows) >= STAGE_BATCH:
-            self.flush()
-
-    def flush(self) -> None:
-        self.staged += db.stage_figures(self.conn, self.rows)
-        self.rows.clear()
-
-    def finish(self) -> int:
-        """Copies what is left; returns how many rows were staged in all."""
-        self.flush()
-        return self.staged
-
-
-def tally_prefix(job: Job, location: Location, prefix: str) -> Tally:
-    """Counts every object under `prefix` (relative to the location's), outside every
-    customer, as unattributed."""
-    tally = job.tally({})
-    for page in job.pages(location.bucket, location.prefix + prefix):
-        tally.add(location.kind, location.bucket, location.prefix, page.objects)
-    return tally
-
-
-def tally_asset(job: Job, location: Location, asset_id: str, registry: dict[str, int]) -> Tally:
-    """The objects of one asset: its exact key and everything under `id/`.
-
-    The exact key sorts first among keys that start with it, so one key of a listing at the
-    id is enough, and the cost does not depend on how many siblings share the id's prefix.
-    """
-    tally = job.tally(registry)
-    exact = location.prefix + asset_id
-    first = next(job.pages(location.bucket, exact, max_keys=1))
-    exact_objects = [(key, size) for key, size in first.objects if key == exact]
-    tally.add(location.kind, location.bucket, location.prefix, exact_objects)
-    for page in job.pages(location.bucket, exact + "/"):
-        tally.add(location.kind, location.bucket, location.prefix, page.objects)
-    return tally

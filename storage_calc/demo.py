@@ -19,8 +19,8 @@ from storage_calc import calculator, db
 from storage_calc.config import Settings
 from storage_calc.errors import ConfigError, NotFound
 from storage_calc.jsonld import customer_storage, image_storage
-from storage_calc.listing import make_s3_client
 from storage_calc.model import RunReport, Scope
+from storage_calc.sources.listing import make_s3_client
 
 CUSTOMER = 2
 ASSET = "my-asset"

@@ -25,10 +25,10 @@ from apscheduler.triggers.cron import CronTrigger
 from storage_calc import calculator, quota
 from storage_calc.config import Settings
 from storage_calc.errors import ConfigError, StorageCalcError
-from storage_calc.listing import S3Client
 from storage_calc.metrics import ScheduleMetrics
 from storage_calc.model import Scope, Shard
 from storage_calc.progress import RunProgress
+from storage_calc.sources.listing import S3Client
 
 log = structlog.get_logger("storage_calc")
 

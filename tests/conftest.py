@@ -7,6 +7,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,8 @@ from storage_calc.billable import Billable
 from storage_calc.cli import cli
 from storage_calc.config import Settings, parse_location
 from storage_calc.demo import free_port
-from storage_calc.listing import S3Client, make_s3_client
 from storage_calc.model import LocationKind, Spaces
+from storage_calc.sources.listing import S3Client, make_s3_client
 from tests.api_keys import SALT, add_customers_table
 from tests.databases import admin_connection, created_database
 from tests.s3_proxy import S3Proxy
@@ -182,6 +183,12 @@ def put(s3: S3Client) -> Callable[..., None]:
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     return Settings(database_url=database_url, workers=4)
+
+
+def tuned(settings: Settings, **knobs: int) -> Settings:
+    """`settings` with some of the sizes of its `Tuning` changed: small slices, batches or
+    partitions reach with a few objects the paths that large customers take."""
+    return replace(settings, tuning=replace(settings.tuning, **knobs))
 
 
 def settings_with_prefixes(database_url: str, storage: str, thumbs: str) -> Settings:

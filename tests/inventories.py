@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.orc as orc
 import pyarrow.parquet as pq
 
-from storage_calc.listing import S3Client, list_pages
-from storage_calc.versions import list_versions
+from storage_calc.sources.listing import S3Client, list_pages
+from storage_calc.sources.versions import list_versions
 from tests.conftest import INVENTORY, STORAGE
 
 DESTINATION = f"s3://{INVENTORY}/reports/{STORAGE}/nightly/"

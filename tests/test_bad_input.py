@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from storage_calc.cli import cli
-from storage_calc.listing import S3Client
+from storage_calc.sources.listing import S3Client
 
 Invoke = Callable[..., Result]
 

@@ -14,7 +14,7 @@ from benchmarks.dataset import ODD_NAMES, STRAYS, generate
 from benchmarks.figures import check_run
 from storage_calc import calculator
 from storage_calc.config import Settings
-from storage_calc.listing import S3Client
+from storage_calc.sources.listing import S3Client
 from tests.conftest import STORAGE
 
 ROOT = Path(__file__).parent.parent

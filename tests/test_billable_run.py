@@ -13,8 +13,8 @@ import pytest
 
 from storage_calc import calculator
 from storage_calc.config import Settings, parse_destination
-from storage_calc.listing import S3Client
 from storage_calc.model import Scope
+from storage_calc.sources.listing import S3Client
 from tests.conftest import FIRST_PART, SECOND_PART, STORAGE, THUMBS
 from tests.databases import billable_rows
 from tests.inventories import versions_report_of_bucket

@@ -14,9 +14,9 @@ from click.testing import Result
 
 from storage_calc import db
 from storage_calc.billable import BillableTally
-from storage_calc.listing import S3Client
 from storage_calc.model import Location, LocationKind, Spaces
-from storage_calc.versions import billable_of
+from storage_calc.sources.listing import S3Client
+from storage_calc.sources.versions import billable_of
 from tests.conftest import FIRST_PART, SECOND_PART, STORAGE, THUMBS
 from tests.conftest import billable_row as row
 from tests.databases import billable_rows, created_database

@@ -12,8 +12,8 @@ import pytest
 
 from storage_calc import calculator, db
 from storage_calc.config import Settings
-from storage_calc.listing import S3Client
 from storage_calc.model import AssetKey, Figures, Outcome, Scope, ScopeChange, Shard, SpaceOrphans
+from storage_calc.sources.listing import S3Client
 from tests.conftest import STORAGE, THUMBS, settings_with_prefixes
 
 Conn = psycopg.Connection[Any]

@@ -15,9 +15,9 @@ import yaml
 from storage_calc import calculator, db
 from storage_calc.billable import BillableTally
 from storage_calc.config import Settings
-from storage_calc.listing import S3Client
 from storage_calc.model import Spaces
-from storage_calc.versions import billable_of
+from storage_calc.sources.listing import S3Client
+from storage_calc.sources.versions import billable_of
 from tests.conftest import STORAGE, THUMBS
 
 ROOT = Path(__file__).parent.parent

@@ -17,9 +17,9 @@ import pytest
 from storage_calc import calculator, db
 from storage_calc.config import Settings
 from storage_calc.errors import DatabaseError
-from storage_calc.listing import S3Client
 from storage_calc.model import LocationKind, Outcome, Spaces
 from storage_calc.rollup import Tally
+from storage_calc.sources.listing import S3Client
 from tests.conftest import STORAGE, THUMBS
 
 Conn = psycopg.Connection[Any]

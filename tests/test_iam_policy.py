@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from click.testing import Result
 
-from storage_calc.listing import S3Client
+from storage_calc.sources.listing import S3Client
 from tests.conftest import STORAGE, THUMBS
 from tests.inventories import report_of_bucket
 

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from storage_calc import calculator, db
 from storage_calc.config import Settings
-from storage_calc.listing import S3Client, list_pages
 from storage_calc.model import AssetKey, Scope
+from storage_calc.sources.listing import S3Client, list_pages
 from tests.conftest import STORAGE, THUMBS, error_response
 
 Conn = psycopg.Connection[Any]

@@ -1,5 +1,5 @@
 """S3 Inventory reports written as AWS writes them, on moto: found and checked by
-storage_calc.inventory, summed by storage_calc.inventory_sums."""
+storage_calc.sources.inventory, summed by storage_calc.sources.inventory_sums."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from storage_calc import inventory, inventory_sums
-from storage_calc.config import parse_destination
+from storage_calc.config import Tuning, parse_destination
 from storage_calc.errors import ConfigError, InventoryError
-from storage_calc.inventory import Report
-from storage_calc.inventory_source import downloaded
-from storage_calc.inventory_sums import InventorySums
-from storage_calc.listing import S3Client
 from storage_calc.model import Destination, Location, LocationKind
+from storage_calc.sources import inventory
+from storage_calc.sources.inventory import Report
+from storage_calc.sources.inventory_source import downloaded
+from storage_calc.sources.inventory_sums import InventorySums
+from storage_calc.sources.listing import S3Client
 from tests.conftest import STORAGE
 from tests.inventories import (
     AWKWARD,
@@ -37,16 +37,19 @@ from tests.inventories import (
 MAX_AGE = timedelta(hours=48)
 
 
+DEFAULTS = Tuning()
+
+
 def latest(s3: S3Client) -> Report:
     return inventory.latest_report(s3, parse_destination(DESTINATION), STORAGE)
 
 
-def sums_of(s3: S3Client, directory: Path) -> dict[str, tuple[int, int]]:
+def sums_of(s3: S3Client, directory: Path, tuning: Tuning = DEFAULTS) -> dict[str, tuple[int, int]]:
     """The latest report's objects summed per asset id: (objects, bytes)."""
     report = latest(s3)
     directory.mkdir(exist_ok=True)
     location = Location(STORAGE, "", LocationKind.ARTEFACT)
-    sums = InventorySums(directory, stub_space=False, split_adjuncts=False)
+    sums = InventorySums(directory, False, False, None, tuning)
     try:
         sums.add(downloaded(s3, location, report, directory))
         sums.finish()
@@ -308,12 +311,12 @@ def test_without_duckdb_summing_says_how_to_install_it(
 ) -> None:
     monkeypatch.setitem(sys.modules, "duckdb", None)
     with pytest.raises(InventoryError, match=r"^the inventory source needs: pip install 'storage"):
-        InventorySums(tmp_path, stub_space=False, split_adjuncts=False)
+        InventorySums(tmp_path, False, False, None, DEFAULTS)
 
 
 def test_the_listing_path_imports_neither_duckdb_nor_pyarrow() -> None:
     code = (
-        "import sys, storage_calc.listing, storage_calc.calculator, storage_calc.cli; "
+        "import sys, storage_calc.sources.listing, storage_calc.calculator, storage_calc.cli; "
         "print(sorted({'duckdb', 'pyarrow'} & set(sys.modules)))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -321,12 +324,11 @@ def test_the_listing_path_imports_neither_duckdb_nor_pyarrow() -> None:
 
 
 def test_summing_in_partitions_gives_the_sums_of_one(
-    inventory_s3: S3Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    inventory_s3: S3Client, tmp_path: Path
 ) -> None:
     rows = [Row(f"2/5/a{i}/{j}", i * 10 + j) for i in range(40) for j in range(3)]
     write_report(inventory_s3, [*rows, Row("2/x", 1), Row("transient/a", 2)])
     whole = sums_of(inventory_s3, tmp_path / "whole")
-    monkeypatch.setattr(inventory_sums, "PARTITION_BYTES", 1)
-    monkeypatch.setattr(inventory_sums, "MAX_PARTITIONS", 7)
-    assert sums_of(inventory_s3, tmp_path / "parts") == whole
+    parts = Tuning(partition_bytes=1, max_partitions=7)
+    assert sums_of(inventory_s3, tmp_path / "parts", parts) == whole
     assert len(whole) == 40

@@ -14,8 +14,8 @@ import pytest
 from storage_calc import calculator
 from storage_calc.config import Settings, parse_destination
 from storage_calc.errors import ConfigError, InventoryError
-from storage_calc.listing import S3Client
 from storage_calc.model import AssetKey, RunReport, Scope, Shard
+from storage_calc.sources.listing import S3Client
 from tests.conftest import STORAGE, THUMBS
 from tests.inventories import INVENTORY, report_of_bucket
 

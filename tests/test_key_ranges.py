@@ -13,9 +13,9 @@ import pytest
 
 from storage_calc import calculator, db
 from storage_calc.config import Settings
-from storage_calc.listing import S3Client
 from storage_calc.model import Scope
-from tests.conftest import STORAGE, THUMBS
+from storage_calc.sources.listing import S3Client
+from tests.conftest import STORAGE, THUMBS, tuned
 
 Conn = psycopg.Connection[Any]
 
@@ -89,12 +89,10 @@ def straddling(register: Callable[..., None], put: Callable[..., None]) -> None:
 
 def test_figures_are_exact_whatever_the_cut_into_ranges(
     straddling: None, settings: Settings, s3: S3Client, conn: Conn,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     for slice_size in (1, 2, 3, 1000):
         conn.execute('DELETE FROM "ImageStorage"; DELETE FROM "CustomerStorage"')
-        monkeypatch.setattr(calculator, "REGISTRY_SLICE", slice_size)
-        report = calculator.run(settings, s3)
+        report = calculator.run(tuned(settings, registry_slice=slice_size), s3)
         assert report.outcome == "done", report.error
         assert image_storage(conn) == expected(), slice_size
         assert space_totals(conn) == expected_totals(), slice_size
@@ -104,9 +102,9 @@ def test_figures_are_exact_whatever_the_cut_into_ranges(
 
 def test_a_space_run_cut_into_ranges_is_exact(
     register: Callable[..., None], put: Callable[..., None], settings: Settings, s3: S3Client,
-    conn: Conn, monkeypatch: pytest.MonkeyPatch,
+    conn: Conn,
 ) -> None:  # fmt: skip
-    monkeypatch.setattr(calculator, "REGISTRY_SLICE", 1)
+    settings = tuned(settings, registry_slice=1)
     register("2/5/foo", "2/5/foo-2", "2/6/bar")
     put(STORAGE, {"2/5/foo-2": 1, "2/5/foo/original": 2, "2/5/foo-3/x": 4, "2/6/bar": 8})
     report = calculator.run(settings, s3, scope=Scope(customer=2, space=5))
@@ -116,9 +114,8 @@ def test_a_space_run_cut_into_ranges_is_exact(
 
 def test_unattributed_keys_of_a_space_are_counted_once(
     register: Callable[..., None], put: Callable[..., None], settings: Settings, s3: S3Client,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    monkeypatch.setattr(calculator, "REGISTRY_SLICE", 1)
+    settings = tuned(settings, registry_slice=1)
     register("2/5/!", "2/5/a")
     put(STORAGE, {"2/5/": 1, "2/5//x": 2, "2/5/!": 4, "2/5/a": 8})
     report = calculator.run(settings, s3)
@@ -127,11 +124,8 @@ def test_unattributed_keys_of_a_space_are_counted_once(
 
 def test_memory_does_not_grow_with_the_assets_of_a_space(
     conn: Conn, put: Callable[..., None], settings: Settings, s3: S3Client,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    monkeypatch.setattr(calculator, "REGISTRY_SLICE", 100)
-    monkeypatch.setattr(calculator, "STAGE_BATCH", 500)
-    monkeypatch.setattr(db.registry, "REGISTRY_BATCH", 500)
+    settings = tuned(settings, registry_slice=100, stage_batch=500, registry_batch=500)
     put(STORAGE, {"2/5/asset-0000000/original": 7, "3/5/asset-0000000/original": 7})
 
     def peak(customer: int, assets: int) -> int:
@@ -152,9 +146,9 @@ def test_memory_does_not_grow_with_the_assets_of_a_space(
 
 def test_ranges_beyond_the_last_key_of_a_space_are_not_listed(
     register: Callable[..., None], put: Callable[..., None], settings: Settings, s3: S3Client,
-    conn: Conn, monkeypatch: pytest.MonkeyPatch,
+    conn: Conn,
 ) -> None:  # fmt: skip
-    monkeypatch.setattr(calculator, "REGISTRY_SLICE", 10)
+    settings = tuned(settings, registry_slice=10)
     register(*[f"2/5/asset-{n:04d}" for n in range(200)])
     put(STORAGE, {"2/5/asset-0000/original": 3})
     put(THUMBS, {"2/5/asset-0001/low.jpg": 5})

@@ -19,8 +19,8 @@ from storage_calc.api import create_app
 from storage_calc.cli import cli
 from storage_calc.config import Settings, parse_destination
 from storage_calc.keys import parse_asset_id
-from storage_calc.listing import S3Client
 from storage_calc.model import Layout, Scope
+from storage_calc.sources.listing import S3Client
 from tests.conftest import INVENTORY, STORAGE, THUMBS
 from tests.inventories import report_of_bucket
 

@@ -8,7 +8,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 
 from storage_calc.errors import ConfigError, ListingError
-from storage_calc.listing import PAGE, Page, S3Client, list_pages, make_s3_client
+from storage_calc.sources.listing import PAGE, Page, S3Client, list_pages, make_s3_client
 from tests.conftest import STORAGE, RawBody
 
 

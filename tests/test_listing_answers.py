@@ -15,8 +15,8 @@ from botocore.awsrequest import AWSResponse
 
 from storage_calc import calculator
 from storage_calc.config import Settings
-from storage_calc.listing import InvalidListing, S3Client, make_s3_client, parse_listing
 from storage_calc.model import Outcome
+from storage_calc.sources.listing import InvalidListing, S3Client, make_s3_client, parse_listing
 from tests.conftest import STORAGE, RawBody
 from tests.s3_proxy import S3Proxy
 

@@ -20,9 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from storage_calc import calculator, metrics
 from storage_calc.config import Settings
 from storage_calc.demo import free_port
-from storage_calc.listing import S3Client
 from storage_calc.model import RunReport, Scope, Shard
 from storage_calc.progress import RunProgress
+from storage_calc.sources.listing import S3Client
 from tests.conftest import STORAGE, THUMBS
 from tests.conftest import billable_row as row
 

@@ -15,8 +15,8 @@ from structlog.testing import capture_logs
 
 from storage_calc import calculator
 from storage_calc.config import Settings
-from storage_calc.listing import S3Client
 from storage_calc.model import Misfiled, Scope
+from storage_calc.sources.listing import S3Client
 from tests.conftest import STORAGE
 
 Conn = psycopg.Connection[Any]

@@ -12,8 +12,8 @@ import pytest
 
 from storage_calc import calculator
 from storage_calc.config import Settings
-from storage_calc.listing import S3Client
 from storage_calc.model import AssetKey, Scope
+from storage_calc.sources.listing import S3Client
 from tests import odd_names
 from tests.conftest import STORAGE, THUMBS
 from tests.odd_names import MARKS

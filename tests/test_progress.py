@@ -15,8 +15,8 @@ from click.testing import Result
 
 from storage_calc import calculator
 from storage_calc.config import Settings
-from storage_calc.listing import S3Client
 from storage_calc.progress import RunProgress, live_line
+from storage_calc.sources.listing import S3Client
 from tests.conftest import STORAGE, storage_calc
 from tests.s3_proxy import S3Proxy
 

@@ -17,8 +17,8 @@ from structlog.testing import capture_logs
 from storage_calc import calculator, db
 from storage_calc.config import Settings
 from storage_calc.errors import DatabaseError
-from storage_calc.listing import S3Client
 from storage_calc.model import Outcome, RunReport
+from storage_calc.sources.listing import S3Client
 from tests.conftest import STORAGE
 from tests.odd_names import flags_left
 from tests.test_faults import wait_and_terminate

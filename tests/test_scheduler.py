@@ -19,7 +19,7 @@ from structlog.testing import capture_logs
 from storage_calc import scheduler
 from storage_calc.config import DEFAULT_CRON, DEFAULT_TIMEZONE, Settings
 from storage_calc.errors import ConfigError
-from storage_calc.listing import S3Client
+from storage_calc.sources.listing import S3Client
 
 FAR_AWAY = "0 0 1 1 *"
 

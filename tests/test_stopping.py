@@ -12,8 +12,8 @@ import pytest
 
 from storage_calc import calculator
 from storage_calc.config import Settings
-from storage_calc.listing import S3Client
 from storage_calc.model import Outcome
+from storage_calc.sources.listing import S3Client
 from storage_calc.stopping import stop_on_signals
 from tests.conftest import STORAGE
 

@@ -13,8 +13,8 @@ from click.testing import Result
 
 from storage_calc import calculator
 from storage_calc.config import Settings
-from storage_calc.listing import S3Client
 from storage_calc.model import Outcome
+from storage_calc.sources.listing import S3Client
 from tests.conftest import STORAGE
 
 Conn = psycopg.Connection[Any]

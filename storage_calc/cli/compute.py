@@ -29,9 +29,9 @@ from storage_calc.cli.options import (
     source_options,
 )
 from storage_calc.config import DEFAULT_CRON, DEFAULT_TIMEZONE, indexed_shard, parse_base_url
-from storage_calc.listing import make_s3_client
 from storage_calc.model import AssetKey, Outcome, RunReport, Scope, Shard
 from storage_calc.progress import RunProgress, live_line
+from storage_calc.sources.listing import make_s3_client
 from storage_calc.stopping import stop_on_signals
 
 

@@ -55,7 +55,6 @@ from storage_calc.db.reads import (
     storage_policy,
 )
 from storage_calc.db.registry import (
-    REGISTRY_BATCH,
     all_customers,
     asset_counts,
     export_registry,
@@ -101,7 +100,6 @@ __all__ = [
     "MIGRATION_LOCK_NAMESPACE",
     "PLATFORM_SCHEMAS",
     "PLATFORM_TABLES",
-    "REGISTRY_BATCH",
     "RUN_LOCK_NAMESPACE",
     "SEED",
     "SESSION_ENDED",

@@ -20,9 +20,6 @@ from storage_calc.model import (
     Spaces,
 )
 
-# Registered assets fetched per round trip while a customer's registry is streamed.
-REGISTRY_BATCH = 10_000
-
 
 def all_customers(conn: Connection) -> list[int]:
     with translated("reading the customers failed"):
@@ -53,10 +50,10 @@ def asset_counts(conn: Connection, layout: Layout) -> dict[tuple[int, int], int]
 
 
 def stream_registry(
-    conn: Connection, layout: Layout, customer: int, spaces: Spaces
+    conn: Connection, layout: Layout, customer: int, spaces: Spaces, batch: int
 ) -> Iterator[tuple[str, int]]:
     """The registered assets of a customer or space as (id, space), sorted by space and then
-    by id in UTF-8 byte order, fetched a batch at a time.
+    by id in UTF-8 byte order, fetched `batch` at a time.
 
     The cursor is declared WITH HOLD: the server sorts and keeps the whole result when the
     declaring statement commits, so no transaction, and no snapshot holding back the platform's
@@ -65,7 +62,7 @@ def stream_registry(
     cursor = conn.cursor("storage_calc_registry", withhold=True)
     try:
         with translated(f"reading the assets of customer {customer} failed"):
-            cursor.itersize = REGISTRY_BATCH
+            cursor.itersize = batch
             cursor.execute(
                 query("registry_sorted"),
                 {"customer": customer, "first_space": layout.first_space, **spaces.params()},

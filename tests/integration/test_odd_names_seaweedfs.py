@@ -14,9 +14,10 @@ from click.testing import Result
 
 from storage_calc import calculator
 from storage_calc.config import Settings
-from storage_calc.listing import make_s3_client
 from storage_calc.model import AssetKey, Scope
+from storage_calc.sources.listing import make_s3_client
 from tests import odd_names
+from tests.conftest import tuned
 from tests.odd_names import MARKS
 from tests.s3_proxy import S3Proxy
 
@@ -91,11 +92,11 @@ def test_an_asset_run_as_asked_in_a_key_with_a_plus_is_a_listing_of_that_key(
 
 def test_ranges_that_start_after_every_kind_of_name_count_each_key_once(
     register: Callable[..., None], weed_put: Callable[..., None], buckets: tuple[str, str],
-    weed_settings: Settings, conn: Conn, through_proxy: S3Proxy, monkeypatch: pytest.MonkeyPatch,
+    weed_settings: Settings, conn: Conn, through_proxy: S3Proxy,
 ) -> None:  # fmt: skip
     """One registered asset per key range, so that every range but the first is listed with a
     `StartAfter` holding one of the names."""
-    monkeypatch.setattr(calculator, "REGISTRY_SLICE", 1)
+    weed_settings = tuned(weed_settings, registry_slice=1)
     register(*(odd_names.asset_of(mark) for mark in MARKS.values()))
     for mark in MARKS.values():
         weed_put(buckets[0], odd_names.artefacts(mark))

@@ -13,9 +13,10 @@ from click.testing import Result
 
 from storage_calc import calculator
 from storage_calc.config import Settings
-from storage_calc.listing import make_s3_client
 from storage_calc.model import Outcome
+from storage_calc.sources.listing import make_s3_client
 from tests import test_key_ranges as key_ranges
+from tests.conftest import tuned
 from tests.s3_proxy import S3Proxy
 from tests.test_listing_answers import ANSWERS
 
@@ -197,7 +198,7 @@ def test_a_second_run_gives_identical_figures(
 
 def test_figures_are_exact_whatever_the_cut_into_ranges_in_tree_order(
     register: Callable[..., None], weed_put: Callable[..., None], buckets: Any,
-    weed_settings: Settings, conn: Conn, through_proxy: S3Proxy, monkeypatch: pytest.MonkeyPatch,
+    weed_settings: Settings, conn: Conn, through_proxy: S3Proxy,
 ) -> None:  # fmt: skip
     register(*key_ranges.REGISTERED)
     orphans = {k: v for k, v in key_ranges.ARTEFACTS.items() if "-orphan-" in k}
@@ -209,8 +210,7 @@ def test_figures_are_exact_whatever_the_cut_into_ranges_in_tree_order(
         list(pool.map(lambda chunk: weed_put(buckets[0], chunk), chunks))
     for slice_size in (1, 2, 3, 1000):
         conn.execute('DELETE FROM "ImageStorage"; DELETE FROM "CustomerStorage"')
-        monkeypatch.setattr(calculator, "REGISTRY_SLICE", slice_size)
-        report = run(weed_settings)
+        report = run(tuned(weed_settings, registry_slice=slice_size))
         assert report.outcome == "done", report.error
         assert key_ranges.image_storage(conn) == key_ranges.expected(), slice_size
         assert key_ranges.space_totals(conn) == key_ranges.expected_totals(), slice_size

@@ -1,5 +1,5 @@
 """Billable bytes against SeaweedFS: its ListObjectVersions, ListMultipartUploads and ListParts,
-and where its paging loses entries (storage_calc.versions says what each server does)."""
+and where its paging loses entries (storage_calc.sources.versions says what each server does)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import boto3
 import pytest
 
 from storage_calc.billable import Billable, BillableTally
-from storage_calc.listing import S3Client, make_s3_client
 from storage_calc.model import Location, LocationKind
-from storage_calc.versions import billable_of, list_uploads, list_versions
+from storage_calc.sources.listing import S3Client, make_s3_client
+from storage_calc.sources.versions import billable_of, list_uploads, list_versions
 from tests.conftest import FIRST_PART, SECOND_PART, put_versioned
 from tests.seaweedfs import SeaweedFS
 

@@ -1,6 +1,7 @@
 """The listings behind billable bytes: every version and delete marker (ListObjectVersions),
 the unfinished multipart uploads (ListMultipartUploads) and the bytes of their parts
-(ListParts). Requests and their errors go through `listing.call_s3`, like ListObjectsV2.
+(ListParts). Requests, their errors and their pages go through `listing.paged`, like
+ListObjectsV2.
 
 Each listing pages by the markers the server answers with, exactly as given: `NextKeyMarker`
 with `NextVersionIdMarker`, `NextKeyMarker` with `NextUploadIdMarker`, `NextPartNumberMarker`.
@@ -31,13 +32,28 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote_plus
 
 from storage_calc.billable import BillableTally
-from storage_calc.errors import ListingError
-from storage_calc.listing import S3Client, call_s3
 from storage_calc.model import Location
+from storage_calc.sources.listing import S3Client, paged
+
+P = TypeVar("P")
+
+
+class Counted(Protocol):
+    """What a listing source does with each page as it comes in (`walk.Listing.counted`):
+    counts its objects in the run's progress, and raises Interrupted once a stop is
+    requested."""
+
+    def __call__(self, page: P, objects: int) -> P: ...
+
+
+def uncounted(page: P, objects: int) -> P:
+    """Each page as it is: a listing outside a run, which has no progress and no stop."""
+    return page
+
 
 MAX_KEYS = 1000
 
@@ -69,7 +85,7 @@ def list_versions(
     request: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": max_keys}
     where = f"s3://{bucket}/{prefix}"
     markers = ("NextKeyMarker", "NextVersionIdMarker")
-    for page in _pages(s3.list_object_versions, request, where, markers, "s3:ListBucketVersions"):
+    for page in paged(s3.list_object_versions, request, where, markers, "s3:ListBucketVersions"):
         versions = [
             Version(v["Key"], int(v["Size"]), v.get("StorageClass"), bool(v["IsLatest"]), False)
             for v in page.get("Versions", ())
@@ -96,7 +112,7 @@ def list_uploads(
     where = f"s3://{bucket}/{prefix}"
     markers = ("NextKeyMarker", "NextUploadIdMarker")
     permission = "s3:ListBucketMultipartUploads"
-    for page in _pages(s3.list_multipart_uploads, request, where, markers, permission):
+    for page in paged(s3.list_multipart_uploads, request, where, markers, permission):
         decode = unquote_plus if page.get("EncodingType") == "url" else str
         # Decoded before `_pages` reads it, which happens only when the next page is asked for:
         # the marker goes back as the key itself, and botocore encodes it in the query.
@@ -115,7 +131,7 @@ def upload_size(
     request: dict[str, Any] = {
         "Bucket": bucket, "Key": key, "UploadId": upload_id, "MaxParts": max_parts,
     }  # fmt: skip
-    pages = _pages(
+    pages = paged(
         s3.list_parts, request, f"s3://{bucket}/{key}", ("NextPartNumberMarker",),
         "s3:ListMultipartUploadParts",
     )  # fmt: skip
@@ -123,64 +139,41 @@ def upload_size(
 
 
 def billable_of(
-    s3: S3Client, locations: tuple[Location, ...], prefix: str, tally: BillableTally
+    s3: S3Client,
+    locations: tuple[Location, ...],
+    prefix: str,
+    tally: BillableTally,
+    counted: Counted = uncounted,
 ) -> None:
     """Adds to `tally` every version, delete marker and unfinished upload under `prefix`
-    (`{customer}/` for a customer) of each location, keys relative to the location's prefix."""
+    (`{customer}/` for a customer) of each location, keys relative to the location's prefix.
+    Every page passes through `counted` (the run's progress and stop) as it comes in."""
     for location in locations:
         cut = len(location.prefix)
         for versions in list_versions(s3, location.bucket, location.prefix + prefix):
-            for v in versions:
+            for v in counted(versions, len(versions)):
                 tally.add_version(
                     v.key[cut:], v.size, v.storage_class, v.is_latest, v.is_delete_marker
                 )
-    uploads_of(s3, locations, prefix, tally)
+    uploads_of(s3, locations, prefix, tally, counted)
 
 
 def uploads_of(
-    s3: S3Client, locations: tuple[Location, ...], prefix: str, tally: BillableTally
+    s3: S3Client,
+    locations: tuple[Location, ...],
+    prefix: str,
+    tally: BillableTally,
+    counted: Counted = uncounted,
 ) -> None:
     """Adds to `tally` every unfinished upload under `prefix` of each location, with the
-    bytes of its parts: what an inventory, which lists no upload, leaves out."""
+    bytes of its parts: what an inventory, which lists no upload, leaves out. Every page passes
+    through `counted`."""
     for location in locations:
         cut = len(location.prefix)
         for uploads in list_uploads(s3, location.bucket, location.prefix + prefix):
-            for u in uploads:
+            for u in counted(uploads, len(uploads)):
                 size = upload_size(s3, location.bucket, u.key, u.upload_id)
                 tally.add_upload(u.key[cut:], size, u.initiated)
-
-
-# The request parameter each marker of a response is sent back as.
-_REQUEST_MARKER = {
-    "NextKeyMarker": "KeyMarker",
-    "NextVersionIdMarker": "VersionIdMarker",
-    "NextUploadIdMarker": "UploadIdMarker",
-    "NextPartNumberMarker": "PartNumberMarker",
-}
-
-
-def _pages(
-    operation: Any,
-    request: dict[str, Any],
-    where: str,
-    markers: tuple[str, ...],
-    permission: str,
-) -> Iterator[dict[str, Any]]:
-    """Every response of a listing paged by `markers`, sent back as the server gave them."""
-    seen: set[tuple[Any, ...]] = set()
-    while True:
-        page = call_s3(operation, request, where, permission)
-        yield page
-        if not page.get("IsTruncated"):
-            return
-        given = tuple(page.get(marker) or None for marker in markers)
-        if all(value is None for value in given) or given in seen:
-            raise ListingError(f"listing {where} was truncated without a new marker to go on")
-        seen.add(given)
-        for marker, value in zip(markers, given, strict=True):
-            request.pop(_REQUEST_MARKER[marker], None)
-            if value is not None:
-                request[_REQUEST_MARKER[marker]] = value
 
 
 def _timestamp(value: datetime | str) -> datetime:

@@ -37,20 +37,16 @@ from pathlib import Path
 from typing import Any
 
 from storage_calc import sqlfiles
+from storage_calc.config import Tuning
 from storage_calc.errors import InventoryError
-from storage_calc.inventory import Report
 from storage_calc.model import Location, LocationKind, ScopeSums, SpaceOrphans, Spaces
 from storage_calc.rollup import ORPHAN_ASSETS_COUNTED, ORPHAN_EXAMPLES
+from storage_calc.sources.inventory import Report
 
 MISSING_LIBRARY = "the inventory source needs: pip install 'storage-calc[inventory]'"
 # DuckDB's memory for its tables and hash tables; beyond it they spill to its temporary
-# directory. A run of 70,000,000 objects peaked at 700 MiB of RSS so; at 700MB, at 889 to
-# 967 MiB and no faster.
+# directory. A higher cap makes runs no faster (benchmarks/README.md, the inventory source).
 MEMORY_LIMIT = "500MB"
-# Data file bytes summed per partition (about 600,000 assets of 7 objects in Parquet), and the
-# most partitions a report is cut into.
-PARTITION_BYTES = 100 << 20
-MAX_PARTITIONS = 1024
 
 # The columns of each format as summed: a field the report lacks is what a report of current
 # versions means by its absence. CSV holds text: sizes and flags are checked, keys decoded as
@@ -92,7 +88,7 @@ def statements() -> dict[str, str]:
     return sqlfiles.named_statements("inventory.sql")
 
 
-def relation(source: Source, number: int, named: bool = False) -> tuple[str, dict[str, Any]]:
+def relation(source: ReportFiles, number: int, named: bool = False) -> tuple[str, dict[str, Any]]:
     """The relation of a source's rows, checked, for `{objects}` of sql/inventory.sql, and its
     parameters, named for the source's `number` (its variables are set by `InventorySums.add`);
     `named`: with the data file of each row, which only an error needs (a column of text for
@@ -136,7 +132,7 @@ def csv_flag(name: str, fields: set[str], default: bool) -> str:
 
 
 @dataclass(frozen=True)
-class Source:
+class ReportFiles:
     """One location's report and its data files, downloaded (ORC ones rewritten as Parquet)."""
 
     location: Location
@@ -145,11 +141,12 @@ class Source:
     urls: tuple[str, ...]  # the s3:// URL of each file, to name in errors
 
 
-def partitions(sources: list[Source]) -> int:
-    """How many partitions the objects of `sources` are summed in: one per PARTITION_BYTES of
-    their data files, so that each partition's groups fit in memory."""
+def partitions(sources: list[ReportFiles], tuning: Tuning) -> int:
+    """How many partitions the objects of `sources` are summed in: one per
+    `tuning.partition_bytes` of their data files, so that each partition's groups fit in
+    memory."""
     size = sum(path.stat().st_size for source in sources for path in source.files)
-    return max(1, min(MAX_PARTITIONS, -(-size // PARTITION_BYTES)))
+    return max(1, min(tuning.max_partitions, -(-size // tuning.partition_bytes)))
 
 
 def connect(directory: Path) -> Any:
@@ -177,16 +174,18 @@ class InventorySums:
         directory: Path,
         stub_space: bool,
         split_adjuncts: bool,
-        billing: Mapping[str, tuple[int, int]] | None = None,
+        billing: Mapping[str, tuple[int, int]] | None,
+        tuning: Tuning,
     ) -> None:
         """With `billing` (storage class -> (minimum billed size, archive overhead)), every
         version and delete marker is also summed for the billable figures (`versions`)."""
+        self.tuning = tuning
         self.conn = connect(directory)
         self.directory = directory
         self.stub_space = stub_space
         self.split_adjuncts = split_adjuncts
         self.billing = billing is not None
-        self.sources: list[Source] = []
+        self.sources: list[ReportFiles] = []
         self.objects = 0
         self.conn.execute(statements()["create_macros"])
         if billing is not None:
@@ -199,7 +198,7 @@ class InventorySums:
     def close(self) -> None:
         self.conn.close()
 
-    def add(self, source: Source) -> None:
+    def add(self, source: ReportFiles) -> None:
         """Adds a location's report to those `finish` sums; with billing, sums its versions
         now (their data files are read again for it)."""
         number = len(self.sources)
@@ -251,7 +250,7 @@ class InventorySums:
             params.update(source_params)
         self.set_variables(
             {
-                "partitions": partitions(self.sources),
+                "partitions": partitions(self.sources, self.tuning),
                 "thumbnails": thumbnails,
                 "stub_space": self.stub_space,
             }
@@ -344,7 +343,7 @@ class InventorySums:
 
 
 @contextmanager
-def read_errors(*sources: Source) -> Iterator[None]:
+def read_errors(*sources: ReportFiles) -> Iterator[None]:
     """Turns DuckDB's errors while reading `sources` into one InventoryError naming the report
     (the first's, unless DuckDB names a data file of another) and the data file DuckDB names."""
     import duckdb
@@ -363,7 +362,7 @@ def read_errors(*sources: Source) -> Iterator[None]:
         ) from exc
 
 
-def malformed(source: Source, row: Any) -> InventoryError:
+def malformed(source: ReportFiles, row: Any) -> InventoryError:
     """The InventoryError naming a malformed row: its file, its key and what is wrong."""
     file, bucket, key, size, is_latest, is_delete_marker = row
     url = dict(zip(map(str, source.files), source.urls, strict=True)).get(file, file)

@@ -220,34 +220,66 @@ def list_pages(
     start_after: str | None = None,
 ) -> Iterator[Page]:
     """Every page of objects under `prefix` (after `start_after`, if given), following
-    continuation tokens until a page says it is not truncated.
+    continuation tokens (`paged`).
 
-    botocore URL-decodes keys exactly once because it sets `EncodingType=url` itself. A page
-    that says it is truncated but gives no new token is an error, never the end of the listing
-    (botocore's paginator would stop there silently).
+    botocore URL-decodes keys exactly once because it sets `EncodingType=url` itself.
     """
     request: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": max_keys}
     if delimiter:
         request["Delimiter"] = delimiter
     if start_after is not None:
         request["StartAfter"] = start_after
-    seen_tokens: set[str] = set()
-    while True:
+
+    def list_objects(**request: Any) -> Any:
         _requested.listing = (bucket, prefix)
         try:
-            response = call_s3(client.list_objects_v2, request, f"s3://{bucket}/{prefix}")
+            return client.list_objects_v2(**request)
         finally:
             _requested.listing = None
+
+    where = f"s3://{bucket}/{prefix}"
+    for response in paged(list_objects, request, where, ("NextContinuationToken",)):
         yield response[PAGE]
-        if not response.get("IsTruncated"):
+
+
+# The request parameter each marker of a response is sent back as.
+_REQUEST_MARKER = {
+    "NextContinuationToken": "ContinuationToken",
+    "NextKeyMarker": "KeyMarker",
+    "NextVersionIdMarker": "VersionIdMarker",
+    "NextUploadIdMarker": "UploadIdMarker",
+    "NextPartNumberMarker": "PartNumberMarker",
+}
+
+
+def paged(
+    operation: Any,
+    request: dict[str, Any],
+    where: str,
+    markers: tuple[str, ...],
+    permission: str = "s3:ListBucket",
+) -> Iterator[dict[str, Any]]:
+    """Every response of a listing paged by `markers`, sent back as the server gave them,
+    until a response says it is not truncated.
+
+    A response that says it is truncated but gives no new marker is an error, never the end of
+    the listing (botocore's paginators stop there silently).
+    """
+    seen: set[tuple[Any, ...]] = set()
+    while True:
+        page = call_s3(operation, request, where, permission)
+        yield page
+        if not page.get("IsTruncated"):
             return
-        token = response.get("NextContinuationToken")
-        if not token or token in seen_tokens:
-            raise ListingError(
-                f"listing s3://{bucket}/{prefix} was truncated without a new continuation token"
-            )
-        seen_tokens.add(token)
-        request["ContinuationToken"] = token
+        given = tuple(page.get(marker) or None for marker in markers)
+        if all(value is None for value in given) or given in seen:
+            what = "continuation token" if markers == ("NextContinuationToken",) else "marker"
+            raise ListingError(f"listing {where} was truncated without a new {what} to go on")
+        seen.add(given)
+        for marker, value in zip(markers, given, strict=True):
+            request.pop(_REQUEST_MARKER[marker], None)
+            if value is not None:
+                request[_REQUEST_MARKER[marker]] = value
 
 
 def call_s3(

@@ -1,6 +1,6 @@
-"""The inventory source of a run: the newest report of each location's bucket, checked,
-downloaded and summed before any customer is computed, and each customer's figures staged
-from those sums instead of from listings (`run --source inventory`)."""
+"""The inventory source of a run (`run --source inventory`): the newest report of each
+location's bucket, checked, downloaded and summed before any customer is computed, and each
+customer's figures staged from those sums instead of from listings."""
 
 from __future__ import annotations
 
@@ -12,19 +12,32 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 import structlog
 
 from storage_calc import db
-from storage_calc.billable import billing_classes
+from storage_calc.billable import Billable, BillableTally, billing_classes, in_scope
 from storage_calc.config import Settings
 from storage_calc.errors import ConfigError, Interrupted, InventoryError
-from storage_calc.inventory import Report, check_age, download_report, latest_report
-from storage_calc.inventory_sums import MISSING_LIBRARY, InventorySums, Source
-from storage_calc.listing import S3Client
-from storage_calc.model import Destination, Layout, Location, LocationKind, ScopeSums, Spaces
+from storage_calc.keys import customer_prefix, space_prefix
+from storage_calc.model import (
+    AssetKey,
+    Destination,
+    Layout,
+    Location,
+    LocationKind,
+    ScopeSums,
+    Spaces,
+)
+from storage_calc.sources import Outside
+from storage_calc.sources.inventory import Report, check_age, download_report, latest_report
+from storage_calc.sources.inventory_sums import MISSING_LIBRARY, InventorySums, ReportFiles
+from storage_calc.sources.listing import S3Client
+from storage_calc.sources.versions import uploads_of
 
 log = structlog.get_logger("storage_calc")
+T = TypeVar("T")
 
 OPTIONS = {
     LocationKind.ARTEFACT: "--storage-inventory",
@@ -34,12 +47,55 @@ OPTIONS = {
 
 @dataclass(frozen=True)
 class Inventory:
-    """A run's reports, summed: `sums` answers per customer; `checked` is when the oldest of
-    the reports was created, the `LastChecked` of every figure computed from them."""
+    """A run's reports, summed (`sums`, in `directory`), as the run's source: `created` is
+    when the oldest of the reports was created, the `LastChecked` of every figure computed from
+    them. Unfinished uploads, which no report lists, are listed on `s3`."""
 
     sums: InventorySums
-    checked: datetime
+    created: datetime
     directory: Path
+    settings: Settings
+    layout: Layout
+    s3: S3Client
+    stop: threading.Event | None
+
+    def customers(self, outside: Outside | None) -> set[int]:
+        if outside is not None:
+            count, size = self.sums.outside()
+            outside.tally.objects = outside.tally.unattributed_objects = count
+            outside.tally.bytes = outside.tally.unattributed_bytes = size
+        return self.sums.customers()
+
+    def checked(self) -> datetime | None:
+        return self.created
+
+    def stage(
+        self, conn: db.Connection, customer: int, spaces: Spaces, asset: AssetKey | None
+    ) -> tuple[ScopeSums, int]:
+        """Stages the figures of a customer's `spaces` (or `asset`) from the reports' sums."""
+        asset_id = asset.id if asset else None
+        with tempfile.TemporaryDirectory(dir=self.directory) as tmp:
+            registry, staged = Path(tmp) / "registry.csv", Path(tmp) / "staged.csv"
+            db.export_registry(conn, self.layout, customer, spaces, asset_id, registry)
+            sums = self.sums.stage(customer, spaces, asset_id, registry, staged)
+            return sums, db.stage_csv(conn, staged)
+
+    def billable(self, customer: int, spaces: Spaces) -> tuple[Billable, ...]:
+        """The versions and delete markers of the reports of all versions; the unfinished
+        uploads listed."""
+        tally = BillableTally()
+        for space, cls, latest, marker, count, size, billed in self.sums.versions(customer):
+            tally.add_versions((customer, space), cls, latest, marker, count, size, billed)
+        one = spaces.one
+        prefix = customer_prefix(customer) if one is None else space_prefix(customer, one)
+        uploads_of(self.s3, self.settings.locations, prefix, tally, self.counted)
+        return tuple(row for row in tally.rows() if in_scope(row, customer, spaces))
+
+    def counted(self, page: T, objects: int) -> T:
+        """A page of unfinished uploads; Interrupted once a stop is requested."""
+        if self.stop is not None and self.stop.is_set():
+            raise Interrupted("interrupted before its figures were written")
+        return page
 
 
 def destination(settings: Settings, location: Location) -> Destination:
@@ -78,7 +134,9 @@ def opened(
     with tempfile.TemporaryDirectory(prefix="storage-calc-inventory-") as tmp:
         directory = Path(tmp)
         billing = billing_classes() if settings.billable else None
-        sums = InventorySums(directory, layout.customer_row_at_null, layout.asset_adjuncts, billing)
+        sums = InventorySums(
+            directory, layout.customer_row_at_null, layout.asset_adjuncts, billing, settings.tuning
+        )
         try:
             summing = 0.0
             for number, (location, report) in enumerate(reports):
@@ -94,12 +152,13 @@ def opened(
             sums.finish()
             summing += time.monotonic() - began
             log.info("inventory_attributed", objects=sums.objects, seconds=round(summing, 3))
-            yield Inventory(sums, min(report.created for _, report in reports), directory)
+            created = min(report.created for _, report in reports)
+            yield Inventory(sums, created, directory, settings, layout, s3, stop)
         finally:
             sums.close()
 
 
-def downloaded(s3: S3Client, location: Location, report: Report, directory: Path) -> Source:
+def downloaded(s3: S3Client, location: Location, report: Report, directory: Path) -> ReportFiles:
     """`report`'s data files in `directory`, ORC ones rewritten as Parquet, which DuckDB
     reads; logs their size and the time taken."""
     began = time.monotonic()
@@ -107,7 +166,7 @@ def downloaded(s3: S3Client, location: Location, report: Report, directory: Path
     if report.file_format == "ORC":
         files = tuple(orc_as_parquet(path) for path in files)
     downloaded_s = round(time.monotonic() - began, 3)
-    source = Source(
+    source = ReportFiles(
         location, report, files, tuple(f"s3://{report.bucket}/{f.key}" for f in report.files)
     )
     log.info(
@@ -137,21 +196,3 @@ def orc_as_parquet(path: Path) -> Path:
             writer.write_batch(source.read_stripe(stripe))
     path.unlink()
     return target
-
-
-def stage_customer(
-    inventory: Inventory,
-    conn: db.Connection,
-    layout: Layout,
-    customer: int,
-    spaces: Spaces,
-    asset_id: str | None,
-) -> tuple[ScopeSums, int]:
-    """Stages the figures of a customer's `spaces` (or `asset_id`) on `conn`, whose staging
-    table is ready, from the reports' sums; returns what its objects add up to and how many
-    rows were staged (one per registered asset)."""
-    with tempfile.TemporaryDirectory(dir=inventory.directory) as tmp:
-        registry, staged = Path(tmp) / "registry.csv", Path(tmp) / "staged.csv"
-        db.export_registry(conn, layout, customer, spaces, asset_id, registry)
-        sums = inventory.sums.stage(customer, spaces, asset_id, registry, staged)
-        return sums, db.stage_csv(conn, staged)

@@ -31,7 +31,7 @@ storage-inventory-location.md, storage-inventory-athena-query.md):
   "red flower.jpg" becomes "red+flower.jpg") and of ListObjectsV2 with `EncodingType=url`: a
   space is `+` and a `+` is `%2B` (cloud-custodian issue 1997, whose inventory reader moved to
   `unquote_plus` for that). So CSV keys are decoded as `urllib.parse.unquote_plus` would:
-  every `+` a space, then every `%XX` its byte (see `storage_calc.inventory_sums`).
+  every `+` a space, then every `%XX` its byte (see `storage_calc.sources.inventory_sums`).
 
 Decisions:
 
@@ -66,8 +66,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from storage_calc.errors import InventoryError, ListingError
-from storage_calc.listing import S3Client, call_s3, list_pages
 from storage_calc.model import Destination
+from storage_calc.sources.listing import S3Client, call_s3, list_pages
 
 # Bytes per read while downloading a data file.
 CHUNK = 1 << 20
