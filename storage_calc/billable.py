@@ -113,9 +113,15 @@ class _Sums:
 
     def merge(self, other: _Sums) -> None:
         for name in (
-            "current_objects", "current_bytes", "billed_bytes", "noncurrent_versions",
-            "noncurrent_bytes", "delete_markers", "incomplete_uploads", "incomplete_upload_bytes",
-        ):  # fmt: skip
+            "current_objects",
+            "current_bytes",
+            "billed_bytes",
+            "noncurrent_versions",
+            "noncurrent_bytes",
+            "delete_markers",
+            "incomplete_uploads",
+            "incomplete_upload_bytes",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         if other.oldest_upload is not None:
             self.add_upload_time(other.oldest_upload)

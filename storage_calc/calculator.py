@@ -120,20 +120,33 @@ def run(
                     customers_in_flight(settings), thread_name_prefix="customer"
                 ) as flight:
                     job = Job(
-                        settings=settings, layout=layout, source=source, customers=flight,
-                        connections=connections, dry_run=dry_run, stop=stop, progress=progress,
-                    )  # fmt: skip
+                        settings=settings,
+                        layout=layout,
+                        source=source,
+                        customers=flight,
+                        connections=connections,
+                        dry_run=dry_run,
+                        stop=stop,
+                        progress=progress,
+                    )
                     results, outside, error = compute(job, database, scope, shard)
                 results.sort(key=lambda result: result.customer)
                 report = RunReport(
-                    scope=scope, shard=shard, dry_run=dry_run, started=started,
-                    finished=database.retried(db.server_now), customers=tuple(results),
+                    scope=scope,
+                    shard=shard,
+                    dry_run=dry_run,
+                    started=started,
+                    finished=database.retried(db.server_now),
+                    customers=tuple(results),
                     unattributed_objects=outside.tally.objects,
                     unattributed_bytes=outside.tally.bytes,
-                    error=error, interrupted=stop.is_set(), layout=layout, run_id=run_id,
+                    error=error,
+                    interrupted=stop.is_set(),
+                    layout=layout,
+                    run_id=run_id,
                     uncounted=tuple(outside.uncounted),
                     reconnections=database.reconnections + connections.reconnections,
-                )  # fmt: skip
+                )
                 if run_id is not None:
                     database.retried(db.finish_run, run_id, report)
                 log_summary(report)
@@ -267,9 +280,12 @@ def compute_customers(
         if pending.retry and pending.attempt < len(delays) and not stopped():
             delay = delays[pending.attempt]
             log.warning(
-                "customer_retried", customer=pending.customer, attempt=pending.attempt + 2,
-                in_s=delay, error=result.error,
-            )  # fmt: skip
+                "customer_retried",
+                customer=pending.customer,
+                attempt=pending.attempt + 2,
+                in_s=delay,
+                error=result.error,
+            )
             waiting.append(Retry(time.monotonic() + delay, pending, result))
             return
         log_customer(pending, result)
@@ -412,18 +428,33 @@ def finish_customer(job: Job, database: db.Database, pending: Pending) -> Custom
                 )
             writing = time.monotonic()
             changes = db.write_staged(
-                listed.conn, job.layout, pending.customer, pending.spaces, pending.asset_id,
-                listed.staged, pending.checked, job.dry_run, lock_holder=holder,
+                listed.conn,
+                job.layout,
+                pending.customer,
+                pending.spaces,
+                pending.asset_id,
+                staged=listed.staged,
+                checked=pending.checked,
+                dry_run=job.dry_run,
+                lock_holder=holder,
                 billable=listed.billable,
-            )  # fmt: skip
+            )
             pending.write_seconds = round(time.monotonic() - writing, 3)
             database.written(pending.customer)
             sums = listed.sums
             pending.result = CustomerResult(
-                pending.customer, Outcome.DONE, sums.objects, sums.bytes, listed.staged,
-                sums.unattributed_objects, sums.unattributed_bytes, sums.orphans,
-                changes, misfiled=pending.misfiled, billable=listed.billable,
-            )  # fmt: skip
+                customer=pending.customer,
+                outcome=Outcome.DONE,
+                objects=sums.objects,
+                bytes=sums.bytes,
+                assets=listed.staged,
+                unattributed_objects=sums.unattributed_objects,
+                unattributed_bytes=sums.unattributed_bytes,
+                orphans=sums.orphans,
+                changes=changes,
+                misfiled=pending.misfiled,
+                billable=listed.billable,
+            )
             release(database, pending.customer)
         except Exception as exc:
             pending.result = give_up(database, pending, exc)

@@ -151,9 +151,12 @@ def push(gateway: str, report: RunReport) -> bool:
     metrics.observe(report)
     try:
         pushadd_to_gateway(
-            gateway, JOB, metrics.registry, grouping_key=grouping_key(report),
+            gateway,
+            JOB,
+            metrics.registry,
+            grouping_key=grouping_key(report),
             timeout=PUSH_TIMEOUT_S,
-        )  # fmt: skip
+        )
     except OSError as exc:
         log.error("metrics_push_failed", gateway=gateway, error=str(exc), run_id=report.run_id)
         return False

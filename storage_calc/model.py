@@ -493,3 +493,24 @@ class StoragePolicyRow:
     id: str
     maximum_number_of_stored_images: int
     maximum_total_size_of_stored_images: int
+
+
+@dataclass(frozen=True)
+class Migration:
+    """A version of the project's own schema: `sql/migrations/{version:04d}_{name}.sql`."""
+
+    version: int
+    name: str
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    """What `db status` shows: the platform's tables and their layout (or why the job cannot
+    write it), and the versions of the project's schema, applied and to apply."""
+
+    platform_tables: tuple[str, ...]
+    layout: Layout | None
+    layout_error: str | None
+    has_schema: bool
+    applied: tuple[int, ...]
+    pending: tuple[Migration, ...]

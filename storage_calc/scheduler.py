@@ -51,9 +51,12 @@ def cron_trigger(expression: str, timezone: str) -> CronTrigger:
 
 
 def fire(
-    settings: Settings, s3: S3Client, shard: Shard | None, stop: threading.Event,
+    settings: Settings,
+    s3: S3Client,
+    shard: Shard | None,
+    stop: threading.Event,
     metrics: ScheduleMetrics | None,
-) -> None:  # fmt: skip
+) -> None:
     """One scheduled run; its failures are logged, never raised into APScheduler, which would
     only log them itself."""
     progress = RunProgress()

@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from storage_calc import db, reports
+from storage_calc import reports
+from storage_calc.model import Migration, SchemaStatus
 
 _UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 
@@ -208,7 +209,7 @@ COLUMNS: dict[type, tuple[Column, ...]] = {
 }
 
 
-def schema_status(status: db.SchemaStatus, migrations: Sequence[db.Migration]) -> list[str]:
+def schema_status(status: SchemaStatus, migrations: Sequence[Migration]) -> list[str]:
     """The lines of `db status`."""
     tables = ", ".join(f'"{name}"' for name in status.platform_tables) or "none"
     lines = [f"platform tables: {tables}"]
@@ -219,14 +220,20 @@ def schema_status(status: db.SchemaStatus, migrations: Sequence[db.Migration]) -
             "  customer-level row: "
             + ('"Space" IS NULL' if layout.customer_row_at_null else '"Space" = 0'),
             "  space 0: "
-            + ("the stub space, computed like any other" if layout.customer_row_at_null
-               else "the customer-level row, holds no assets"),
+            + (
+                "the stub space, computed like any other"
+                if layout.customer_row_at_null
+                else "the customer-level row, holds no assets"
+            ),
             '  "ImageStorage"."AdjunctSize": '
-            + ("adjunct bytes, apart from Size" if layout.asset_adjuncts
-               else "absent: adjunct keys count in Size"),
+            + (
+                "adjunct bytes, apart from Size"
+                if layout.asset_adjuncts
+                else "absent: adjunct keys count in Size"
+            ),
             '  "CustomerStorage" adjunct totals: '
             + ('counted from hosted "Adjuncts" rows' if layout.space_adjuncts else "absent"),
-        ]  # fmt: skip
+        ]
     elif status.layout_error is not None:
         lines.append(f"layout: not writable: {status.layout_error}")
     latest = migrations[-1].version if migrations else 0

@@ -147,9 +147,12 @@ def write_staged(
     ):
         if lock_holder is not None:
             held = execute(
-                conn, "customer_lock_held",
-                namespace=LOCK_NAMESPACE, customer=customer, holder=lock_holder,
-            ).fetchone()  # fmt: skip
+                conn,
+                "customer_lock_held",
+                namespace=LOCK_NAMESPACE,
+                customer=customer,
+                holder=lock_holder,
+            ).fetchone()
             if not held or not held[0]:
                 raise LockLost(
                     f"customer {customer} is no longer locked by this run: its figures are "

@@ -17,9 +17,12 @@ class Pool:
 
     def __init__(self, url: str, size: int, application_name: str, wait_s: float) -> None:
         self._pool = ConnectionPool(
-            url, min_size=1, max_size=size, open=False,
+            url,
+            min_size=1,
+            max_size=size,
+            open=False,
             kwargs=connection_options(application_name),
-        )  # fmt: skip
+        )
         self.wait_s = wait_s
 
     def open(self) -> None:

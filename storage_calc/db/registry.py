@@ -36,9 +36,13 @@ def read_registry(
     """The registered assets of a scope: id -> space."""
     with translated(f"reading the assets of customer {customer} failed"):
         rows = execute(
-            conn, "registry", customer=customer, asset=asset, first_space=layout.first_space,
+            conn,
+            "registry",
+            customer=customer,
+            asset=asset,
+            first_space=layout.first_space,
             **spaces.params(),
-        )  # fmt: skip
+        )
         return {asset_id: asset_space for asset_id, asset_space in rows}
 
 
@@ -84,9 +88,11 @@ def export_registry(
     space), streamed: no row is held in memory."""
     statement = f"COPY ({query('registry').rstrip(';')}) TO STDOUT (FORMAT csv)"
     params = {
-        "customer": customer, "asset": asset, "first_space": layout.first_space,
+        "customer": customer,
+        "asset": asset,
+        "first_space": layout.first_space,
         **spaces.params(),
-    }  # fmt: skip
+    }
     with (
         translated(f"reading the assets of customer {customer} failed"),
         path.open("wb") as out,

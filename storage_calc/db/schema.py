@@ -17,9 +17,7 @@ from storage_calc.db.connection import (
 )
 from storage_calc.errors import ConfigError
 from storage_calc.layouts import UniqueKey, read_layout
-from storage_calc.model import (
-    Layout,
-)
+from storage_calc.model import Layout, Migration, SchemaStatus
 
 MIGRATION_LOCK_NAMESPACE = 0x73746D67  # "stmg": the schema's migration
 
@@ -43,16 +41,9 @@ CURRENT = (*WITH_ADJUNCTS, "platform_space_zero.sql")
 PLATFORM_SCHEMAS = {"seed": SEED, "current": CURRENT}
 
 
-@dataclass(frozen=True)
-class Migration:
-    """A version of the project's own schema: `sql/migrations/{version:04d}_{name}.sql`."""
-
-    version: int
-    name: str
-
-    @property
-    def sql(self) -> str:
-        return sql_file(f"migrations/{self.version:04d}_{self.name}.sql")
+def migration_sql(migration: Migration) -> str:
+    """The statements of a version of the project's schema."""
+    return sql_file(f"migrations/{migration.version:04d}_{migration.name}.sql")
 
 
 @cache
@@ -102,7 +93,7 @@ def migrate(conn: Connection, platform_schema: str = "seed") -> Migrated:
         execute(conn, "drop_views")
         applied = tuple(m for m in migrations() if m.version not in done)
         for migration in applied:
-            conn.execute(migration.sql)
+            conn.execute(migration_sql(migration))
             execute(conn, "record_migration", version=migration.version, name=migration.name)
         conn.execute(sql_file("views.sql"))
     return Migrated(created, applied)
@@ -129,19 +120,6 @@ def detect_layout(conn: Connection) -> Layout:
         columns = {(t, c): nullable for t, c, nullable in execute(conn, "platform_columns")}
         keys = [UniqueKey(t, n, tuple(c), p) for t, n, c, p in execute(conn, "unique_keys")]
     return read_layout(columns, keys)
-
-
-@dataclass(frozen=True)
-class SchemaStatus:
-    """What `db status` shows: the platform's tables and their layout (or why the job cannot
-    write it), and the versions of the project's schema, applied and to apply."""
-
-    platform_tables: tuple[str, ...]
-    layout: Layout | None
-    layout_error: str | None
-    has_schema: bool
-    applied: tuple[int, ...]
-    pending: tuple[Migration, ...]
 
 
 def schema_status(conn: Connection) -> SchemaStatus:

@@ -107,8 +107,11 @@ def list_uploads(
     where the server says it encoded them.
     """
     request: dict[str, Any] = {
-        "Bucket": bucket, "Prefix": prefix, "MaxUploads": max_uploads, "EncodingType": "url",
-    }  # fmt: skip
+        "Bucket": bucket,
+        "Prefix": prefix,
+        "MaxUploads": max_uploads,
+        "EncodingType": "url",
+    }
     where = f"s3://{bucket}/{prefix}"
     markers = ("NextKeyMarker", "NextUploadIdMarker")
     permission = "s3:ListBucketMultipartUploads"
@@ -129,12 +132,18 @@ def upload_size(
 ) -> int:
     """The bytes of the parts uploaded so far to an unfinished upload."""
     request: dict[str, Any] = {
-        "Bucket": bucket, "Key": key, "UploadId": upload_id, "MaxParts": max_parts,
-    }  # fmt: skip
+        "Bucket": bucket,
+        "Key": key,
+        "UploadId": upload_id,
+        "MaxParts": max_parts,
+    }
     pages = paged(
-        s3.list_parts, request, f"s3://{bucket}/{key}", ("NextPartNumberMarker",),
+        s3.list_parts,
+        request,
+        f"s3://{bucket}/{key}",
+        ("NextPartNumberMarker",),
         "s3:ListMultipartUploadParts",
-    )  # fmt: skip
+    )
     return sum(int(part["Size"]) for page in pages for part in page.get("Parts", ()))
 
 
