@@ -3,6 +3,7 @@ from an inventory of all versions, written in the customer's transaction."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ import pytest
 from storage_calc import calculator
 from storage_calc.config import Settings, parse_destination
 from storage_calc.model import Scope
+from storage_calc.progress import RunProgress
 from storage_calc.sources.listing import S3Client
 from tests.conftest import FIRST_PART, SECOND_PART, STORAGE, THUMBS
 from tests.databases import billable_rows
@@ -104,3 +106,36 @@ def test_report_billable_shows_a_versioned_bucket_with_an_unfinished_upload(
     lines = result.output.splitlines()
     assert lines[0].split()[:4] == ["customer", "space", "objects", "current"]
     assert lines[2].split()[:2] == ["2", "5"] and "STANDARD_IA 10 B" in lines[2]
+
+
+def test_the_versions_listed_count_in_the_runs_progress(
+    versioned: None, settings: Settings, billable: Settings, s3: S3Client
+) -> None:
+    without, listed = RunProgress(), RunProgress()
+    calculator.run(settings, s3, progress=without)
+    report = calculator.run(billable, s3, progress=listed)
+    entries = 0
+    for bucket in (STORAGE, THUMBS):
+        for customer in {c.customer for c in report.customers}:
+            versions = s3.list_object_versions(Bucket=bucket, Prefix=f"{customer}/")
+            uploads = s3.list_multipart_uploads(Bucket=bucket, Prefix=f"{customer}/")
+            entries += sum(len(versions.get(k, [])) for k in ("Versions", "DeleteMarkers"))
+            entries += len(uploads.get("Uploads", []))
+    assert entries > 0
+    assert listed.objects - without.objects == entries
+
+
+def test_a_stop_while_versions_are_listed_ends_their_listing_and_the_run(
+    versioned: None, billable: Settings, s3: S3Client, conn: Conn
+) -> None:
+    stop = threading.Event()
+    asked: list[str] = []
+    s3.meta.events.register("before-send.s3.ListObjectVersions", lambda **_: stop.set())
+    s3.meta.events.register(
+        "before-send.s3.ListMultipartUploads", lambda request, **_: asked.append(request.url)
+    )
+    report = calculator.run(billable, s3, stop=stop)
+    assert report.interrupted
+    assert asked == []
+    assert all(c.outcome.value == "failed" for c in report.customers), report.customers
+    assert figures(conn) == []

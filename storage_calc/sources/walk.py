@@ -198,11 +198,24 @@ class Listing:
 
     def billable(self, customer: int, spaces: Spaces) -> tuple[Billable, ...]:
         """Every version, delete marker and unfinished upload of the customer's `spaces`,
-        listed; the row of the keys outside any space belongs to a run of every space."""
-        tally = BillableTally()
+        the locations listed at once; the row of the keys outside any space belongs to a run
+        of every space."""
         one = spaces.one
         prefix = customer_prefix(customer) if one is None else space_prefix(customer, one)
-        billable_of(self.s3, self.settings.locations, prefix, tally, self.counted)
+
+        def listed(location: Location) -> BillableTally:
+            tally = BillableTally()
+            billable_of(self.s3, (location,), prefix, tally, self.counted)
+            return tally
+
+        futures = [self.pool.submit(listed, location) for location in self.settings.locations]
+        tally = BillableTally()
+        try:
+            for future in futures:
+                tally.merge(waited(future))
+        finally:
+            for future in futures:
+                future.cancel()
         return tuple(row for row in tally.rows() if in_scope(row, customer, spaces))
 
     def discover(self, tally: Tally, customer: int) -> dict[str, tuple[Location, ...]]:
