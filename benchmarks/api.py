@@ -23,6 +23,7 @@ from pathlib import Path
 from storage_calc import db, embedded
 from storage_calc.demo import free_port
 from storage_calc.model import Spaces
+from tests.databases import write_customer
 
 
 def main() -> None:
@@ -37,9 +38,7 @@ def main() -> None:
             db.register_assets(conn, ids)
             rows = [(i, int(i.split("/")[1]), 1000, 10, 0) for i in ids]
             layout = db.detect_layout(conn)
-            db.write_customer(
-                conn, layout, 2, Spaces(), None, rows, datetime.now(UTC), dry_run=False
-            )
+            write_customer(conn, layout, 2, Spaces(), None, rows, datetime.now(UTC), dry_run=False)
         port = free_port()
         env = {**os.environ, "STORAGE_CALC_DATABASE_URL": url}
         server = subprocess.Popen(

@@ -37,6 +37,7 @@ from benchmarks.figures import check_figures, check_run, last_calculated
 from benchmarks.process import Sample, progress, timed
 from storage_calc import db, embedded
 from storage_calc.model import Spaces
+from tests.databases import write_customer
 
 BUCKETS = Buckets("bench-storage", "bench-thumbs")
 SMALL = Buckets("small-storage", "small-thumbs")
@@ -328,7 +329,7 @@ def time_write(conn: db.Connection, customer: int, ids: list[str], size: int) ->
     layout = db.detect_layout(conn)
     began = time.perf_counter()
     rows = ((asset_id, 1, size, 1, 0) for asset_id in ids)
-    db.write_customer(conn, layout, customer, Spaces(), None, rows, datetime.now(UTC), False)
+    write_customer(conn, layout, customer, Spaces(), None, rows, datetime.now(UTC), False)
     return time.perf_counter() - began
 
 

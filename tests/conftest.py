@@ -31,7 +31,7 @@ from storage_calc.demo import free_port
 from storage_calc.model import LocationKind, Spaces
 from storage_calc.sources.listing import S3Client, make_s3_client
 from tests.api_keys import SALT, add_customers_table
-from tests.databases import admin_connection, created_database
+from tests.databases import admin_connection, created_database, write_customer
 from tests.s3_proxy import S3Proxy
 
 # Options leaking in from the environment would change what the CLI tests run.
@@ -374,7 +374,7 @@ def two_customers(register: Callable[..., None], database_url: str) -> None:
         layout = db.detect_layout(conn)
         for customer, space, asset, size in ((2, 5, "a", 222), (3, 7, "b", 333)):
             rows = [(f"{customer}/{space}/{asset}", space, size, 0, 0)]
-            db.write_customer(
+            write_customer(
                 conn, layout, customer, Spaces(), None, rows, datetime.now(UTC), dry_run=False
             )
 

@@ -1,12 +1,13 @@
 """Databases of the test server: each test's own, copied from a template or empty; and the
-reads only tests make of them."""
+reads and writes only tests and benchmarks make of them."""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -14,6 +15,7 @@ from psycopg.conninfo import make_conninfo
 
 from storage_calc import db
 from storage_calc.billable import Billable
+from storage_calc.model import Layout, ScopeChange, Spaces
 
 _numbers = itertools.count()
 
@@ -41,3 +43,24 @@ def created_database(server_url: str, template: str | None = None) -> Iterator[s
 def billable_rows(conn: psycopg.Connection[Any], customer: int | None) -> list[Billable]:
     """The billable rows of `customer` (None: of every customer), by customer and space."""
     return db.fetch(conn, "billable_rows", Billable, "the billable bytes", customer=customer)
+
+
+def write_customer(
+    conn: psycopg.Connection[Any],
+    layout: Layout,
+    customer: int,
+    spaces: Spaces,
+    asset: str | None,
+    asset_rows: Iterable[tuple[str, int, int, int, int]],
+    checked: datetime,
+    dry_run: bool,
+) -> tuple[ScopeChange, ...]:
+    """Writes a scope's figures as a run does, from `asset_rows` (id, space, size, thumbnail
+    size, adjunct size) instead of a listing: staged, then `db.write_staged`, on a connection
+    that holds the customer's lock or needs none."""
+    db.start_staging(conn)
+    staged = db.stage_figures(conn, asset_rows)
+    try:
+        return db.write_staged(conn, layout, customer, spaces, asset, staged, checked, dry_run)
+    finally:
+        db.clear_staging(conn)

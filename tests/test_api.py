@@ -23,6 +23,7 @@ from storage_calc.cli import cli
 from storage_calc.demo import free_port
 from storage_calc.model import Spaces
 from tests.conftest import storage_calc
+from tests.databases import write_customer
 
 BASE = "https://api.dlcs.example"
 
@@ -34,7 +35,7 @@ def figures(register: Callable[..., None], database_url: str) -> None:
     rows = [("2/5/my asset+1%", 5, 4082121, 115874, 0), ("2/6/é", 6, 10, 1, 0)]
     with db.connect(database_url) as conn:
         layout = db.detect_layout(conn)
-        db.write_customer(conn, layout, 2, Spaces(), None, rows, datetime.now(UTC), dry_run=False)
+        write_customer(conn, layout, 2, Spaces(), None, rows, datetime.now(UTC), dry_run=False)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import pytest
 from storage_calc import db, sqlfiles
 from storage_calc.errors import DatabaseError
 from storage_calc.model import Layout, Spaces
+from tests.databases import write_customer
 
 SEED = Layout()
 
@@ -161,7 +162,7 @@ def test_a_row_ingest_inserts_during_the_write_is_overwritten_not_a_failure(
     rows = [("2/5/a", 5, 100, 7, 0), ("2/5/b", 5, 200, 0, 0)]
     with db.connect(database_url) as writer, ThreadPoolExecutor(1) as pool:
         write = pool.submit(
-            db.write_customer, writer, SEED, 2, Spaces(), None, rows, datetime.now(UTC), False
+            write_customer, writer, SEED, 2, Spaces(), None, rows, datetime.now(UTC), False
         )
         deadline = time.monotonic() + 10
         while not conn.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()[0]:
@@ -180,10 +181,10 @@ def test_a_rewrite_also_inserts_the_rows_of_assets_registered_since_the_last_wri
 ) -> None:
     register("2/5/a")
     first = [("2/5/a", 5, 100, 7, 0)]
-    db.write_customer(conn, SEED, 2, Spaces(), None, first, datetime.now(UTC), False)
+    write_customer(conn, SEED, 2, Spaces(), None, first, datetime.now(UTC), False)
     register("2/5/b")
     rows = [("2/5/a", 5, 110, 7, 0), ("2/5/b", 5, 200, 0, 0)]
-    db.write_customer(conn, SEED, 2, Spaces(), None, rows, datetime.now(UTC), False)
+    write_customer(conn, SEED, 2, Spaces(), None, rows, datetime.now(UTC), False)
     assert conn.execute(
         'SELECT "Id", "Size", "ThumbnailSize" FROM "ImageStorage" ORDER BY 1'
     ).fetchall() == [("2/5/a", 110, 7), ("2/5/b", 200, 0)]
@@ -299,7 +300,7 @@ def test_a_write_joins_by_hashing_whatever_the_statistics_say(
     # is analyzed. A merge join on "Space" alone would then compare every row of a space with
     # every registered asset of it: 126 s for a customer of 26,824 assets.
     register(*(f"3/1/{n}" for n in range(2000)), *(f"2/5/{n}" for n in range(50_000)))
-    db.write_customer(
+    write_customer(
         conn, SEED, 3, Spaces(), None,
         [(f"3/1/{n}", 1, 1, 0, 0) for n in range(2000)], datetime.now(UTC), False,
     )  # fmt: skip

@@ -21,6 +21,7 @@ from storage_calc.model import LocationKind, Outcome, Spaces
 from storage_calc.rollup import Tally
 from storage_calc.sources.listing import S3Client
 from tests.conftest import STORAGE, THUMBS
+from tests.databases import write_customer
 
 Conn = psycopg.Connection[Any]
 
@@ -277,7 +278,7 @@ def test_sizes_beyond_5_gib_and_totals_beyond_2_to_the_32_stay_exact(
     ]
     with db.connect(database_url) as write:
         layout = db.detect_layout(write)
-        db.write_customer(write, layout, 2, Spaces(), None, rows, datetime.now(UTC), dry_run=False)
+        write_customer(write, layout, 2, Spaces(), None, rows, datetime.now(UTC), dry_run=False)
     assert customer_storage(conn)[(2, 0)] == (3, huge + 2**40 + 2**32, 2**33 + 4)
 
 

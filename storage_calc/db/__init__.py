@@ -35,7 +35,6 @@ from storage_calc.db.figures import (
     stage_figures,
     start_staging,
     write_billable,
-    write_customer,
     write_staged,
 )
 from storage_calc.db.history import (
@@ -151,6 +150,5 @@ __all__ = [
     "try_lock_customer",
     "unlock_customer",
     "write_billable",
-    "write_customer",
     "write_staged",
 ]

@@ -47,26 +47,6 @@ def _customer_rows(
         return {row.space: row for row in cur}
 
 
-def write_customer(
-    conn: Connection,
-    layout: Layout,
-    customer: int,
-    spaces: Spaces,
-    asset: str | None,
-    asset_rows: Iterable[tuple[str, int, int, int, int]],
-    checked: datetime,
-    dry_run: bool,
-) -> tuple[ScopeChange, ...]:
-    """Stages `asset_rows` (id, space, size, thumbnail size, adjunct size) and writes them with
-    `write_staged`, on a connection that holds the customer's lock or needs none."""
-    start_staging(conn)
-    staged = stage_figures(conn, asset_rows)
-    try:
-        return write_staged(conn, layout, customer, spaces, asset, staged, checked, dry_run)
-    finally:
-        clear_staging(conn)
-
-
 def start_staging(conn: Connection) -> None:
     """Makes the connection's staging table ready, and empty, for a customer's figures."""
     with translated("preparing the staging table failed"):
