@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -96,14 +97,21 @@ def test_orphans_and_unattributed_keys_are_reported_not_totalled(
 def test_timestamps_come_from_the_database(
     layout: None, settings: Settings, s3: S3Client, conn: Conn
 ) -> None:
-    before = conn.execute("SELECT now()").fetchone()[0]
+    # The database's clock is set back to 2001 for the job's sessions: a now() of its own,
+    # found before pg_catalog's on their search_path. The host's clock shows today.
+    clock = datetime(2001, 2, 3, 4, 5, 6, 789000, tzinfo=UTC)
+    conn.execute("CREATE SCHEMA test_clock")
+    conn.execute(
+        "CREATE FUNCTION test_clock.now() RETURNS timestamptz LANGUAGE sql"
+        f" AS $$ SELECT '{clock.isoformat()}'::timestamptz $$"
+    )
+    name = conn.info.dbname
+    conn.execute(f'ALTER DATABASE "{name}" SET search_path = test_clock, pg_catalog, public')
     run(settings, s3)
-    after = conn.execute("SELECT now()").fetchone()[0]
-    checked = conn.execute(
-        'SELECT min("LastChecked"), max("LastChecked") FROM "ImageStorage"'
-    ).fetchone()
-    calculated = conn.execute('SELECT min("LastCalculated") FROM "CustomerStorage"').fetchone()[0]
-    assert before <= checked[0] == checked[1] <= calculated <= after
+    checked = conn.execute('SELECT DISTINCT "LastChecked" FROM "ImageStorage"').fetchall()
+    calculated = conn.execute('SELECT DISTINCT "LastCalculated" FROM "CustomerStorage"')
+    finished = conn.execute("SELECT finished FROM storage_calc.runs").fetchall()
+    assert checked == calculated.fetchall() == finished == [(clock,)]
 
 
 def test_a_second_run_gives_identical_figures(
