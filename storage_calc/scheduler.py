@@ -124,7 +124,11 @@ def serve(scheduler: BlockingScheduler, stop: threading.Event) -> None:
         if scheduler.running:
             scheduler.shutdown(wait=True)
 
-    threading.Thread(target=shut_down, name="schedule-stop", daemon=True).start()
+    stopping = threading.Thread(target=shut_down, name="schedule-stop", daemon=True)
+    stopping.start()
     log.info("schedule_started", trigger=str(scheduler.get_job(JOB_ID).trigger))
     scheduler.start()
+    # The scheduler's loop may end as soon as `shutdown` marks it stopped, while the run in
+    # progress goes on; `shutdown(wait=True)` returns once that run has ended.
+    stopping.join()
     log.info("schedule_stopped")

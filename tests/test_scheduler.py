@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from apscheduler.events import EVENT_JOB_SUBMITTED
+from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.triggers.cron import CronTrigger
 from structlog.testing import capture_logs
 
@@ -154,20 +156,60 @@ def test_sigterm_stops_the_schedule_process_cleanly(
     ]
 
 
+def wait_for(condition: Callable[[], bool], seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def test_a_stop_during_a_run_ends_the_schedule_once_the_run_ends(
     settings: Settings, s3: S3Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stop = threading.Event()
+    steps: list[str] = []
+    shutting_down: list[bool] = []
+
+    def holds_the_job_store(name: str) -> bool:
+        """Whether the thread `name` holds the scheduler's job store lock (its repr names the
+        owner)."""
+        owner = next((t.ident for t in threading.enumerate() if t.name == name), None)
+        return owner is not None and f"owner={owner} " in repr(built._jobstores_lock)
 
     def fire(*_: Any) -> None:
         stop.set()
-        # Ends after the stop thread has begun to shut the scheduler down and holds its lock.
-        time.sleep(0.5)
+        # The stop thread shuts the scheduler down and, holding its job store's lock, waits
+        # for this run: the run's end must not ask the store for the next fire.
+        shutting_down.append(wait_for(lambda: holds_the_job_store("schedule-stop")))
+        # The scheduler's loop has seen the stop and ended before this run does.
+        wait_for(lambda: "loop ended" in steps)
+        wait_for(lambda: "schedule ended" in steps, seconds=0.5)
+        steps.append("run ended")
+
+    def loop_sees_the_stop(_: Any) -> None:
+        """The scheduler's loop, dispatching the run it started, goes on once stopped."""
+        wait_for(lambda: built.state == STATE_STOPPED)
+
+    def served() -> None:
+        scheduler.serve(built, stop)
+        steps.append("schedule ended")
 
     monkeypatch.setattr(scheduler, "fire", fire)
     trigger = scheduler.cron_trigger(DEFAULT_CRON, DEFAULT_TIMEZONE)
     built = scheduler.build_scheduler(settings, s3, trigger, None, True, stop)
-    serving = threading.Thread(target=scheduler.serve, args=(built, stop), daemon=True)
+    built.add_listener(loop_sees_the_stop, EVENT_JOB_SUBMITTED)
+    start = built.start
+
+    def started() -> None:
+        start()
+        steps.append("loop ended")
+
+    monkeypatch.setattr(built, "start", started)
+    serving = threading.Thread(target=served, daemon=True)
     serving.start()
-    serving.join(timeout=10)
+    serving.join(timeout=20)
     assert not serving.is_alive()
+    assert steps == ["loop ended", "run ended", "schedule ended"]
+    assert shutting_down == [True]
