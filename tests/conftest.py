@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
 import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -259,7 +261,8 @@ def moto_server() -> Iterator[str]:
 @pytest.fixture
 def s3_proxy(moto_server: str, aws_env: None) -> Iterator[S3Proxy]:
     """A fault-injecting proxy in front of an emptied moto server holding both buckets."""
-    urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST"))
+    reset = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
+    urllib.request.urlopen(reset, timeout=30).close()
     client = boto3.client("s3", endpoint_url=moto_server)
     client.create_bucket(Bucket=STORAGE)
     client.create_bucket(Bucket=THUMBS)
@@ -314,7 +317,30 @@ def spawn(process_env: dict[str, str]) -> Iterator[Callable[..., subprocess.Pope
     for process in started:
         if process.poll() is None:
             process.kill()
-        process.communicate()
+        process.communicate(timeout=30)
+
+
+def read_events(
+    process: subprocess.Popen[str], until: Callable[[list[str]], bool], timeout: float = 30
+) -> list[str]:
+    """The events of the JSON lines `process` logs on stderr, read until `until(events)`. A
+    process that has not logged them within `timeout` seconds is killed: the test fails instead
+    of waiting for ever."""
+    assert process.stderr is not None
+    events: list[str] = []
+    killer = threading.Timer(timeout, process.kill)
+    killer.start()
+    try:
+        for line in process.stderr:
+            if line.startswith("{"):
+                events.append(json.loads(line)["event"])
+                if until(events):
+                    return events
+    finally:
+        killer.cancel()
+    raise AssertionError(
+        f"the process ended, or was killed after {timeout} s, having logged {events}"
+    )
 
 
 def billable_row(customer: int, space: int | None, **figures: object) -> Billable:

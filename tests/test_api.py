@@ -168,7 +168,7 @@ def test_the_real_server_serves_what_show_prints(
             ("/customers/2/spaces/6/images/%C3%A9/storage", ["asset", "2/6/é"]),
             ("/storagePolicies/default", ["policy", "default"]),
         ]:
-            with urllib.request.urlopen(base + path) as response:
+            with urllib.request.urlopen(base + path, timeout=10) as response:
                 assert json.loads(response.read()) == show(database_url, *args)
     finally:
         server.terminate()
@@ -179,7 +179,7 @@ def wait_until_up(url: str) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url):
+            with urllib.request.urlopen(url, timeout=1):
                 return
         except (urllib.error.URLError, ConnectionError):
             time.sleep(0.1)

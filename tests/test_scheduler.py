@@ -22,6 +22,7 @@ from storage_calc import scheduler
 from storage_calc.config import DEFAULT_CRON, DEFAULT_TIMEZONE, Settings
 from storage_calc.errors import ConfigError
 from storage_calc.listing import S3Client
+from tests.conftest import read_events
 
 FAR_AWAY = "0 0 1 1 *"
 
@@ -147,12 +148,7 @@ def test_sigterm_stops_the_schedule_process_cleanly(
     spawn: Callable[..., subprocess.Popen[str]],
 ) -> None:
     process = spawn("schedule", "--cron", FAR_AWAY, "--run-now")
-    assert process.stderr is not None
-    seen = []
-    for line in process.stderr:
-        seen.append(json.loads(line)["event"])
-        if seen.count("next_run_scheduled") == 2:
-            break
+    read_events(process, lambda events: events.count("next_run_scheduled") == 2)
     process.send_signal(signal.SIGTERM)
     _, rest = process.communicate(timeout=10)  # the next fire is months away
     assert process.returncode == 0
