@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -341,6 +343,26 @@ def read_events(
     raise AssertionError(
         f"the process ended, or was killed after {timeout} s, having logged {events}"
     )
+
+
+_private_ports = itertools.count()
+
+
+def private_port() -> int:
+    """A free port for a process the test starts, below the kernel's ephemeral range (which
+    starts at 32768 on Linux), so that no bind to port 0, of this test or another, can be given
+    it before the process binds it; in a block of its own per xdist worker, so that two
+    workers never pick the same one."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    for _ in range(1000):
+        port = 20_000 + 1000 * (worker % 12) + next(_private_ports) % 1000
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port below the ephemeral range")
 
 
 def billable_row(customer: int, space: int | None, **figures: object) -> Billable:

@@ -21,9 +21,8 @@ from starlette.testclient import TestClient
 from storage_calc import db
 from storage_calc.api import create_app
 from storage_calc.cli import cli
-from storage_calc.demo import free_port
 from storage_calc.model import Spaces
-from tests.conftest import storage_calc
+from tests.conftest import private_port, storage_calc
 
 BASE = "https://api.dlcs.example"
 
@@ -154,7 +153,7 @@ def test_the_server_never_writes(
 def test_the_real_server_serves_what_show_prints(
     figures: None, database_url: str, process_env: dict[str, str]
 ) -> None:
-    port = free_port()
+    port = private_port()
     server = subprocess.Popen(
         storage_calc("serve", "--port", str(port)), env=process_env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
