@@ -215,3 +215,21 @@ def test_a_stop_during_a_run_ends_the_schedule_once_the_run_ends(
     assert not serving.is_alive()
     assert steps == ["loop ended", "run ended", "schedule ended"]
     assert shutting_down == [True]
+
+
+def test_a_stop_before_the_schedule_has_started_ends_it_once_started(
+    settings: Settings, s3: S3Client
+) -> None:
+    stop = threading.Event()
+    stop.set()  # SIGTERM while the process was still setting up
+    trigger = scheduler.cron_trigger(FAR_AWAY, "UTC")
+    built = scheduler.build_scheduler(settings, s3, trigger, None, False, stop)
+    with capture_logs() as logs:
+        serving = threading.Thread(target=scheduler.serve, args=(built, stop), daemon=True)
+        serving.start()
+        serving.join(timeout=20)
+        alive = serving.is_alive()
+        if alive:
+            built.shutdown(wait=False)  # let the thread end after the test
+    assert not alive
+    assert events(logs)[-1] == "schedule_stopped"
