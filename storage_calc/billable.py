@@ -18,19 +18,18 @@ from ListObjectVersions and ListMultipartUploads (or an inventory of all version
 
 Keys are attributed by their first two segments, relative to the location's prefix:
 `{customer}/{space}/...` to (customer, space) whether or not an asset there is registered,
-`{customer}/anything-else` to (customer, None), both canonical integers as `keys.parse_int`
-reads them. Keys under no customer prefix (`transient/...`, `readme.txt`) belong to no row:
-they are only counted in `outside_entries` and `outside_billed_bytes`, for the run to log.
+`{customer}/anything-else` to (customer, None), both canonical integers (`keys.scope_of`).
+Keys under no customer prefix (`transient/...`, `readme.txt`) belong to no row: they are only
+counted in `outside_entries` and `outside_billed_bytes`, for the run to log.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from storage_calc.keys import parse_int
-from storage_calc.model import Spaces
+from storage_calc.keys import scope_of
+from storage_calc.model import Billable, Spaces
 
 STANDARD = "STANDARD"
 KIB = 1024
@@ -64,38 +63,6 @@ def billed_size(size: int, storage_class: str | None) -> int:
     (None, as servers answer for STANDARD, is STANDARD)."""
     cls = storage_class or STANDARD
     return max(size, MINIMUM_BILLED_SIZE.get(cls, 0)) + ARCHIVE_OVERHEAD.get(cls, 0)
-
-
-def owner(key: str) -> tuple[int, int | None] | None:
-    """The (customer, space) a key relative to its location's prefix is billed to, space None
-    for keys under the customer's prefix but in no space; None for keys under no customer."""
-    parts = key.split("/", 2)
-    if len(parts) < 2:
-        return None
-    customer = parse_int(parts[0])
-    if customer is None:
-        return None
-    return customer, parse_int(parts[1]) if len(parts) == 3 else None
-
-
-@dataclass(frozen=True)
-class Billable:
-    """What S3 bills for the keys of one customer's space (`space` None: the keys under the
-    customer's prefix outside any space). `by_storage_class` maps each storage class to the
-    bytes of the current versions in it."""
-
-    customer: int
-    space: int | None
-    current_objects: int
-    current_bytes: int
-    billed_bytes: int
-    noncurrent_versions: int
-    noncurrent_bytes: int
-    delete_markers: int
-    incomplete_uploads: int
-    incomplete_upload_bytes: int
-    oldest_upload: datetime | None
-    by_storage_class: Mapping[str, int]
 
 
 @dataclass
@@ -159,7 +126,7 @@ class BillableTally:
         """One version or delete marker of `key` (relative to its location's prefix). A
         current delete marker hides its key: no current object is counted for it."""
         billed = 0 if is_delete_marker else billed_size(size, storage_class)
-        scope = owner(key)
+        scope = scope_of(key)
         if scope is None:
             self.outside_entries += 1
             self.outside_billed_bytes += billed
@@ -196,7 +163,7 @@ class BillableTally:
     def add_upload(self, key: str, size: int, initiated: datetime) -> None:
         """One unfinished multipart upload of `key` (relative to its location's prefix), whose
         uploaded parts hold `size` bytes, started at `initiated`."""
-        scope = owner(key)
+        scope = scope_of(key)
         if scope is None:
             self.outside_entries += 1
             self.outside_billed_bytes += size

@@ -13,7 +13,6 @@ from datetime import datetime
 import structlog
 
 from storage_calc import db
-from storage_calc.billable import Billable
 from storage_calc.config import Settings
 from storage_calc.errors import (
     ConfigError,
@@ -25,6 +24,7 @@ from storage_calc.errors import (
 )
 from storage_calc.model import (
     AssetKey,
+    Billable,
     CustomerResult,
     Layout,
     Misfiled,

@@ -22,6 +22,21 @@ def parse_int(text: str) -> int | None:
     return value if value <= INT4_MAX else None
 
 
+def scope_of(key: str) -> tuple[int, int | None] | None:
+    """The (customer, space) whose prefix holds `key` (relative to its location's prefix),
+    space None for a key under the customer's prefix but in no space; None for a key under no
+    customer. What S3 bills is attributed so, registered asset or not (`billable`)."""
+    return _scope(key.split("/", 2))
+
+
+def _scope(parts: list[str]) -> tuple[int, int | None] | None:
+    """`scope_of` a key split at its first two slashes or more."""
+    customer = parse_int(parts[0]) if len(parts) > 1 else None
+    if customer is None:
+        return None
+    return customer, parse_int(parts[1]) if len(parts) > 2 else None
+
+
 def owner_id(key: str, stub_space: bool = False) -> str | None:
     """The id (`c/s/asset`) of the asset that would own `key`, or None if it is unattributable.
 
@@ -34,10 +49,8 @@ def owner_id(key: str, stub_space: bool = False) -> str | None:
     if "\x00" in key:
         return None
     parts = key.split("/", 3)
-    if len(parts) < 3 or not parts[2]:
-        return None
-    space = parse_int(parts[1])
-    if space is None or (space == 0 and not stub_space) or parse_int(parts[0]) is None:
+    scope = _scope(parts)
+    if scope is None or scope[1] is None or (scope[1] == 0 and not stub_space) or not parts[2]:
         return None
     return f"{parts[0]}/{parts[1]}/{parts[2]}"
 

@@ -14,9 +14,8 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, pushadd_to_gateway
 from prometheus_client.exposition import start_http_server
 
-from storage_calc.billable import Billable
 from storage_calc.errors import StorageCalcError
-from storage_calc.model import Outcome, RunReport
+from storage_calc.model import Billable, Outcome, RunReport
 from storage_calc.progress import RunProgress
 
 log = structlog.get_logger("storage_calc")

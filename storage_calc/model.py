@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from storage_calc.billable import Billable
 
 
 class LocationKind(enum.Enum):
@@ -256,6 +253,26 @@ class Misfiled:
 
     count: int = 0
     examples: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Billable:
+    """What S3 bills for the keys of one customer's space (`space` None: the keys under the
+    customer's prefix outside any space). `by_storage_class` maps each storage class to the
+    bytes of the current versions in it."""
+
+    customer: int
+    space: int | None
+    current_objects: int
+    current_bytes: int
+    billed_bytes: int
+    noncurrent_versions: int
+    noncurrent_bytes: int
+    delete_markers: int
+    incomplete_uploads: int
+    incomplete_upload_bytes: int
+    oldest_upload: datetime | None
+    by_storage_class: Mapping[str, int]
 
 
 @dataclass(frozen=True)

@@ -121,13 +121,21 @@ def log_next_fire(scheduler: BlockingScheduler, metrics: ScheduleMetrics | None)
 
 def serve(scheduler: BlockingScheduler, stop: threading.Event) -> None:
     """Runs `scheduler` until `stop` is set, then waits for a run in progress to stop."""
+    started = threading.Event()
+    scheduler.add_listener(lambda _: started.set(), EVENT_SCHEDULER_STARTED)
 
     def shut_down() -> None:
         stop.wait()
-        if scheduler.running:
-            scheduler.shutdown(wait=True)
+        # A stop requested before the scheduler started (a SIGTERM during setup) stops it once
+        # it has: shutting down a scheduler not yet started fails, and it would then run on.
+        started.wait()
+        scheduler.shutdown(wait=True)
 
-    threading.Thread(target=shut_down, name="schedule-stop", daemon=True).start()
+    stopping = threading.Thread(target=shut_down, name="schedule-stop", daemon=True)
+    stopping.start()
     log.info("schedule_started", trigger=str(scheduler.get_job(JOB_ID).trigger))
     scheduler.start()
+    # The scheduler's loop may end as soon as `shutdown` marks it stopped, while the run in
+    # progress goes on; `shutdown(wait=True)` returns once that run has ended.
+    stopping.join()
     log.info("schedule_stopped")

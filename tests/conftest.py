@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -24,11 +28,10 @@ from starlette.testclient import TestClient
 
 from storage_calc import auth, db, embedded
 from storage_calc.api import create_app
-from storage_calc.billable import Billable
 from storage_calc.cli import cli
 from storage_calc.config import Settings, parse_location
 from storage_calc.demo import free_port
-from storage_calc.model import LocationKind, Spaces
+from storage_calc.model import Billable, LocationKind, Spaces
 from storage_calc.sources.listing import S3Client, make_s3_client
 from tests.api_keys import SALT, add_customers_table
 from tests.databases import admin_connection, created_database, write_customer
@@ -266,7 +269,8 @@ def moto_server() -> Iterator[str]:
 @pytest.fixture
 def s3_proxy(moto_server: str, aws_env: None) -> Iterator[S3Proxy]:
     """A fault-injecting proxy in front of an emptied moto server holding both buckets."""
-    urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST"))
+    reset = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
+    urllib.request.urlopen(reset, timeout=30).close()
     client = boto3.client("s3", endpoint_url=moto_server)
     client.create_bucket(Bucket=STORAGE)
     client.create_bucket(Bucket=THUMBS)
@@ -321,7 +325,50 @@ def spawn(process_env: dict[str, str]) -> Iterator[Callable[..., subprocess.Pope
     for process in started:
         if process.poll() is None:
             process.kill()
-        process.communicate()
+        process.communicate(timeout=30)
+
+
+def read_events(
+    process: subprocess.Popen[str], until: Callable[[list[str]], bool], timeout: float = 30
+) -> list[str]:
+    """The events of the JSON lines `process` logs on stderr, read until `until(events)`. A
+    process that has not logged them within `timeout` seconds is killed: the test fails instead
+    of waiting for ever."""
+    assert process.stderr is not None
+    events: list[str] = []
+    killer = threading.Timer(timeout, process.kill)
+    killer.start()
+    try:
+        for line in process.stderr:
+            if line.startswith("{"):
+                events.append(json.loads(line)["event"])
+                if until(events):
+                    return events
+    finally:
+        killer.cancel()
+    raise AssertionError(
+        f"the process ended, or was killed after {timeout} s, having logged {events}"
+    )
+
+
+_private_ports = itertools.count()
+
+
+def private_port() -> int:
+    """A free port for a process the test starts, below the kernel's ephemeral range (which
+    starts at 32768 on Linux), so that no bind to port 0, of this test or another, can be given
+    it before the process binds it; in a block of its own per xdist worker, so that two
+    workers never pick the same one."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    for _ in range(1000):
+        port = 20_000 + 1000 * (worker % 12) + next(_private_ports) % 1000
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port below the ephemeral range")
 
 
 def billable_row(customer: int, space: int | None, **figures: object) -> Billable:

@@ -14,8 +14,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from storage_calc import db
-from storage_calc.billable import Billable
-from storage_calc.model import Layout, ScopeChange, Spaces
+from storage_calc.model import Billable, Layout, ScopeChange, Spaces
 
 _numbers = itertools.count()
 

@@ -20,9 +20,8 @@ from starlette.testclient import TestClient
 from storage_calc import db
 from storage_calc.api import create_app
 from storage_calc.cli import cli
-from storage_calc.demo import free_port
 from storage_calc.model import Spaces
-from tests.conftest import storage_calc
+from tests.conftest import private_port, storage_calc
 from tests.databases import write_customer
 
 BASE = "https://api.dlcs.example"
@@ -149,7 +148,7 @@ def test_the_server_never_writes(
 def test_the_real_server_serves_what_show_prints(
     figures: None, database_url: str, process_env: dict[str, str]
 ) -> None:
-    port = free_port()
+    port = private_port()
     server = subprocess.Popen(
         storage_calc("serve", "--port", str(port)), env=process_env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -163,7 +162,7 @@ def test_the_real_server_serves_what_show_prints(
             ("/customers/2/spaces/6/images/%C3%A9/storage", ["asset", "2/6/é"]),
             ("/storagePolicies/default", ["policy", "default"]),
         ]:
-            with urllib.request.urlopen(base + path) as response:
+            with urllib.request.urlopen(base + path, timeout=10) as response:
                 assert json.loads(response.read()) == show(database_url, *args)
     finally:
         server.terminate()
@@ -174,7 +173,7 @@ def wait_until_up(url: str) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url):
+            with urllib.request.urlopen(url, timeout=1):
                 return
         except (urllib.error.URLError, ConnectionError):
             time.sleep(0.1)

@@ -20,9 +20,8 @@ from starlette.testclient import TestClient
 
 from storage_calc import auth
 from storage_calc.api import MAX_HEADER_BYTES
-from storage_calc.demo import free_port
 from tests.api_keys import SALT, basic, platform
-from tests.conftest import storage_calc
+from tests.conftest import private_port, storage_calc
 
 SEGMENTS = [
     "customers", "2", "3", "99", "02", "-1", "4294967296", "spaces", "5", "7", "images", "a",
@@ -181,7 +180,7 @@ def test_a_head_beyond_the_limit_is_431(keyed_api: TestClient) -> None:
 def test_the_real_server_refuses_a_head_beyond_its_limit(
     keyed_api: TestClient, database_url: str, process_env: dict[str, str]
 ) -> None:
-    port = free_port()
+    port = private_port()
     env = process_env | {"STORAGE_CALC_API_SALT": SALT}
     server = subprocess.Popen(
         storage_calc("serve", "--port", str(port), "--database-url", database_url),

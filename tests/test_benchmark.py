@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from benchmarks.dataset import ODD_NAMES, STRAYS, generate
 from benchmarks.figures import check_run
 from storage_calc import calculator
@@ -20,6 +22,7 @@ from tests.conftest import STORAGE
 ROOT = Path(__file__).parent.parent
 
 
+@pytest.mark.slow
 def test_the_benchmark_runs_and_its_figures_match_the_ground_truth(
     aws_env: None, tmp_path: Path
 ) -> None:
@@ -39,6 +42,7 @@ def test_the_benchmark_runs_and_its_figures_match_the_ground_truth(
     assert any(line.startswith("  rewrite ") for line in lines)
 
 
+@pytest.mark.slow
 def test_the_memory_benchmark_runs_and_checks_the_customer_figures(
     aws_env: None, tmp_path: Path
 ) -> None:
@@ -56,6 +60,7 @@ def test_the_memory_benchmark_runs_and_checks_the_customer_figures(
     assert "reusing" in result.stderr
 
 
+@pytest.mark.slow
 def test_the_inventory_benchmark_runs_and_its_floor_matches_the_ground_truth(
     aws_env: None, tmp_path: Path
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -96,14 +97,21 @@ def test_orphans_and_unattributed_keys_are_reported_not_totalled(
 def test_timestamps_come_from_the_database(
     layout: None, settings: Settings, s3: S3Client, conn: Conn
 ) -> None:
-    before = conn.execute("SELECT now()").fetchone()[0]
+    # The database's clock is set back to 2001 for the job's sessions: a now() of its own,
+    # found before pg_catalog's on their search_path. The host's clock shows today.
+    clock = datetime(2001, 2, 3, 4, 5, 6, 789000, tzinfo=UTC)
+    conn.execute("CREATE SCHEMA test_clock")
+    conn.execute(
+        "CREATE FUNCTION test_clock.now() RETURNS timestamptz LANGUAGE sql"
+        f" AS $$ SELECT '{clock.isoformat()}'::timestamptz $$"
+    )
+    name = conn.info.dbname
+    conn.execute(f'ALTER DATABASE "{name}" SET search_path = test_clock, pg_catalog, public')
     run(settings, s3)
-    after = conn.execute("SELECT now()").fetchone()[0]
-    checked = conn.execute(
-        'SELECT min("LastChecked"), max("LastChecked") FROM "ImageStorage"'
-    ).fetchone()
-    calculated = conn.execute('SELECT min("LastCalculated") FROM "CustomerStorage"').fetchone()[0]
-    assert before <= checked[0] == checked[1] <= calculated <= after
+    checked = conn.execute('SELECT DISTINCT "LastChecked" FROM "ImageStorage"').fetchall()
+    calculated = conn.execute('SELECT DISTINCT "LastCalculated" FROM "CustomerStorage"')
+    finished = conn.execute("SELECT finished FROM storage_calc.runs").fetchall()
+    assert checked == calculated.fetchall() == finished == [(clock,)]
 
 
 def test_a_second_run_gives_identical_figures(
@@ -324,17 +332,75 @@ def test_shards_that_split_a_customer_leave_its_row_the_sum_of_its_spaces(
     assert first.orphan_bytes + second.orphan_bytes == 1000
 
 
+def advisory_locks(database_url: str, customer: int) -> list[tuple[str, str, bool]]:
+    """The advisory locks on `customer`, held or awaited: (which lock, mode, granted)."""
+    names = {db.LOCK_NAMESPACE: "customer", db.COMMIT_LOCK_NAMESPACE: "commit"}
+    with psycopg.connect(database_url, autocommit=True) as watcher:
+        rows = watcher.execute(
+            "SELECT classid::bigint, mode, granted FROM pg_locks WHERE locktype = 'advisory'"
+            " AND classid::bigint = ANY(%s) AND objid::bigint = %s ORDER BY 1, 2, 3",
+            (list(names), customer),
+        ).fetchall()
+    return [(names[namespace], mode, granted) for namespace, mode, granted in rows]
+
+
 def test_shards_of_one_customer_compute_it_at_once_and_commit_one_after_the_other(
-    register: Callable[..., None], put: Callable[..., None], settings: Settings, s3: S3Client,
+    register: Callable[..., None],
+    put: Callable[..., None],
+    settings: Settings,
+    s3: S3Client,
     conn: Conn,
-) -> None:  # fmt: skip
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     register(*[f"2/{space}/a{n}" for space in (1, 2) for n in range(3)], "2/3/b")
     put(STORAGE, {"2/1/a0": 1, "2/2/a0": 10, "2/3/b": 100})
-    # Listings slow enough that both shards hold the customer at once.
-    s3.meta.events.register("before-call.s3.ListObjectsV2", lambda **_: time.sleep(0.3))
+    steps: list[tuple[int, str]] = []  # (backend of the write, step), in the order they happen
+    during_first_write: list[tuple[str, str, bool]] = []
+    execute, write_staged = db.figures.execute, db.write_staged
+
+    def first_write_waits_for_the_second(
+        connection: Conn, name: str, *args: Any, **kwargs: Any
+    ) -> Any:
+        cursor = execute(connection, name, *args, **kwargs)
+        if name == "write_settings":  # the statement after the commit lock
+            steps.append((connection.info.backend_pid, "writing"))
+            if len(steps) == 1:
+                # Inside the first write, until the second write waits for the commit lock.
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline:
+                    during_first_write[:] = advisory_locks(database_url, 2)
+                    if ("commit", "ExclusiveLock", False) in during_first_write:
+                        break
+                    time.sleep(0.02)
+        return cursor
+
+    def recorded_write(connection: Conn, *args: Any, **kwargs: Any) -> Any:
+        changes = write_staged(connection, *args, **kwargs)
+        steps.append((connection.info.backend_pid, "committed"))
+        return changes
+
+    monkeypatch.setattr(db.figures, "execute", first_write_waits_for_the_second)
+    monkeypatch.setattr(db, "write_staged", recorded_write)
     with ThreadPoolExecutor(2) as pool:
         reports = list(pool.map(lambda i: run(settings, s3, shard=Shard(i, 2)), (0, 1)))
     assert [c.outcome for r in reports for c in r.customers] == [Outcome.DONE, Outcome.DONE]
+    # While the first shard wrote, both shards held the customer (in shared mode) and the
+    # second's write waited for the commit lock the first held.
+    assert during_first_write == [
+        ("customer", "ShareLock", True),
+        ("customer", "ShareLock", True),
+        ("commit", "ExclusiveLock", False),
+        ("commit", "ExclusiveLock", True),
+    ]
+    first, second = steps[0][0], steps[2][0]
+    assert first != second
+    assert steps == [
+        (first, "writing"),
+        (first, "committed"),
+        (second, "writing"),
+        (second, "committed"),
+    ]
     assert customer_storage(conn)[(2, 0)] == (7, 111, 0)
 
 

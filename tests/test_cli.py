@@ -144,9 +144,16 @@ def test_run_asset_refreshes_the_asset(sample: None, invoke: Invoke, conn: Any) 
     ]
 
 
-def test_run_shard_with_no_customers_exits_0(sample: None, invoke: Invoke) -> None:
-    result = invoke("run", "--shard", "1/2")
+def test_run_shard_with_no_customers_exits_0(sample: None, invoke: Invoke, conn: Any) -> None:
+    # Of four shards, space 5 of customer 2 has shard 3 to itself, space 6 and the rest of the
+    # customer go to its home shard 2 (storage_calc.shards): shard 1 has nothing to compute.
+    result = invoke("run", "--shard", "1/4")
     assert result.exit_code == 0, result.stderr
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    assert [(e["event"], e["shard"], e["outcome"], e["customers"]) for e in events] == [
+        ("run_finished", "1/4", "done", 0)
+    ]
+    assert conn.execute('SELECT count(*) FROM "CustomerStorage"').fetchone() == (0,)
 
 
 def test_shards_take_the_index_from_job_completion_index(

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from storage_calc.keys import is_adjunct, owner_id, parse_asset_id, parse_key
+from storage_calc.keys import is_adjunct, owner_id, parse_asset_id, parse_key, scope_of
 from storage_calc.model import AssetKey
 
 
@@ -129,3 +129,34 @@ def test_random_layouts_attribute_as_the_naive_model(
         owner = owner_id(key)
         expected = reference_owner(key, ids)
         assert (owner if owner in ids else None) == expected
+
+
+@pytest.mark.parametrize(
+    ("key", "scope"),
+    [
+        ("2/5/foo", (2, 5)),
+        ("2/5/", (2, 5)),
+        ("2/5", (2, None)),
+        ("2/pdf/report.pdf", (2, None)),
+        ("2/05/foo", (2, None)),
+        ("2/", (2, None)),
+        ("2", None),
+        ("02/5/foo", None),
+        ("transient/2/5/foo", None),
+        ("2147483648/5/foo", None),
+    ],
+)
+def test_a_key_is_billed_to_the_customer_and_space_whose_prefix_holds_it(
+    key: str, scope: tuple[int, int | None] | None
+) -> None:
+    assert scope_of(key) == scope
+
+
+@given(st.text(alphabet="0125/ab-\x00", max_size=12), st.booleans())
+def test_the_owner_of_a_key_is_in_the_customer_and_space_the_key_is_billed_to(
+    key: str, stub_space: bool
+) -> None:
+    owner = owner_id(key, stub_space)
+    if owner is not None:
+        customer, space, _ = owner.split("/", 2)
+        assert scope_of(key) == (int(customer), int(space))

@@ -109,15 +109,17 @@ def test_an_unknown_profile_is_a_config_error(
 
 def test_throttled_pages_are_retried(s3: S3Client, put: Callable[..., None]) -> None:
     put(STORAGE, {"2/5/a": 3})
-    failures = iter([True, True])
+    answers: list[int] = []  # the status of every attempt
 
     def throttle(request: Any, **_: Any) -> Any:
         from tests.conftest import error_response
 
-        return error_response(503, "SlowDown") if next(failures, False) else None
+        answers.append(503 if len(answers) < 2 else 200)
+        return error_response(503, "SlowDown") if answers[-1] == 503 else None
 
     s3.meta.events.register("before-send.s3.ListObjectsV2", throttle)
     assert [p.objects for p in list_pages(s3, STORAGE, "2/5/")] == [[("2/5/a", 3)]]
+    assert answers == [503, 503, 200]
 
 
 def test_the_client_reads_listings_itself_and_leaves_botocore_the_paging(
@@ -146,12 +148,14 @@ def test_an_error_or_a_truncated_body_sent_with_200_is_retried(
     s3: S3Client, put: Callable[..., None], body: bytes
 ) -> None:
     put(STORAGE, {"2/5/a": 3})
-    bad = iter([True])
+    attempts: list[str] = []
 
     def answer(request: Any, **_: Any) -> Any:
-        if next(bad, False):
+        attempts.append("bad body" if not attempts else "moto")
+        if attempts[-1] == "bad body":
             return AWSResponse(request.url, 200, {}, RawBody(body))
         return None
 
     s3.meta.events.register("before-send.s3.ListObjectsV2", answer)
     assert [p.objects for p in list_pages(s3, STORAGE, "2/5/")] == [[("2/5/a", 3)]]
+    assert attempts == ["bad body", "moto"]

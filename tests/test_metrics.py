@@ -19,11 +19,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from storage_calc import calculator, metrics
 from storage_calc.config import Settings
-from storage_calc.demo import free_port
 from storage_calc.model import RunReport, Scope, Shard
 from storage_calc.progress import RunProgress
 from storage_calc.sources.listing import S3Client
-from tests.conftest import STORAGE, THUMBS
+from tests.conftest import STORAGE, THUMBS, private_port
 from tests.conftest import billable_row as row
 
 Invoke = Callable[..., Result]
@@ -169,8 +168,7 @@ class Receiver:
 
 @pytest.fixture
 def pushgateway() -> Iterator[Receiver]:
-    port = free_port()
-    receiver = Receiver(f"http://127.0.0.1:{port}")
+    receiver = Receiver("")
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -182,7 +180,8 @@ def pushgateway() -> Iterator[Receiver]:
         def log_message(self, *_: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    receiver.url = f"http://127.0.0.1:{server.server_address[1]}"
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield receiver
     server.shutdown()
@@ -208,7 +207,7 @@ def test_a_failed_push_is_logged_and_the_run_still_exits_0(
     register: Callable[..., None], invoke: Invoke
 ) -> None:
     register("2/5/a")
-    result = invoke("run", "--pushgateway", f"http://127.0.0.1:{free_port()}")
+    result = invoke("run", "--pushgateway", f"http://127.0.0.1:{private_port()}")
     assert result.exit_code == 0
     assert '"event": "metrics_push_failed"' in result.stderr
 
@@ -226,7 +225,7 @@ def test_schedule_serves_metrics_of_its_runs(
 ) -> None:
     register("2/5/a")
     server_put(STORAGE, {"2/5/a": 300})
-    port = free_port()
+    port = private_port()
     spawn("schedule", "--cron", "0 0 1 1 *", "--run-now", "--metrics-port", str(port))
     deadline = time.monotonic() + 30
     found: dict[Any, float] = {}
@@ -247,7 +246,7 @@ def test_schedule_serves_metrics_of_its_runs(
 def test_schedule_serves_metrics_on_the_host_given(
     spawn: Callable[..., subprocess.Popen[str]],
 ) -> None:
-    port = free_port()
+    port = private_port()
     spawn("schedule", "--cron", "0 0 1 1 *", "--metrics-port", str(port),
           "--metrics-host", "127.0.0.1")  # fmt: skip
     deadline = time.monotonic() + 30

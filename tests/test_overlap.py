@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.conftest import STORAGE, THUMBS
+from tests.conftest import STORAGE, THUMBS, read_events
 from tests.s3_proxy import S3Proxy
 
 Spawn = Callable[..., subprocess.Popen[str]]
@@ -45,18 +44,7 @@ def finish(process: subprocess.Popen[str], timeout: float = 30) -> tuple[int, st
 
 
 def wait_for_event(process: subprocess.Popen[str], event: str, timeout: float = 30) -> None:
-    """Reads the process's log lines until `event` is logged. A process that has not logged it
-    within `timeout` seconds is killed: the test fails instead of waiting for ever."""
-    assert process.stderr is not None
-    killer = threading.Timer(timeout, process.kill)
-    killer.start()
-    try:
-        for line in process.stderr:
-            if line.startswith("{") and json.loads(line)["event"] == event:
-                return
-    finally:
-        killer.cancel()
-    raise AssertionError(f"the process did not log {event} within {timeout} s")
+    read_events(process, lambda events: event in events, timeout)
 
 
 def test_a_second_run_skips_a_customer_being_computed_and_exits_75(

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import pty
+import select
 import subprocess
 import threading
 import time
@@ -91,7 +92,8 @@ def read_until(fd: int, text: str, timeout: float = 30) -> str:
     seen = ""
     deadline = time.monotonic() + timeout
     while text not in seen:
-        assert time.monotonic() < deadline, seen
+        readable, _, _ = select.select([fd], [], [], max(deadline - time.monotonic(), 0))
+        assert readable, f"{text!r} not shown within {timeout} s: {seen!r}"
         seen += os.read(fd, 4096).decode(errors="replace")
     return seen
 

@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from apscheduler.events import EVENT_JOB_SUBMITTED
+from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.triggers.cron import CronTrigger
 from structlog.testing import capture_logs
 
@@ -20,6 +22,7 @@ from storage_calc import scheduler
 from storage_calc.config import DEFAULT_CRON, DEFAULT_TIMEZONE, Settings
 from storage_calc.errors import ConfigError
 from storage_calc.sources.listing import S3Client
+from tests.conftest import read_events
 
 FAR_AWAY = "0 0 1 1 *"
 
@@ -113,15 +116,21 @@ def test_run_now_fires_once_then_waits_for_the_next_fire(
 ) -> None:
     register("2/5/a")
     stop = threading.Event()
+    before = datetime.now(UTC)
     logs = serve_until(
         build(settings, s3, stop), stop,
         lambda logs: "next_run_scheduled" in events(logs)[2:],
     )  # fmt: skip
+    after = datetime.now(UTC)
     assert [e for e in events(logs) if e != "customer_calculated"] == [
         "schedule_started", "next_run_scheduled", "run_finished", "next_run_scheduled",
         "schedule_stopped",
     ]  # fmt: skip
-    assert logs[-2]["next_run"].startswith(f"{datetime.now(UTC).year + 1}-01-01T00:00:00")
+    # The next New Year after the run, whichever year the run began and ended in.
+    far_away = scheduler.cron_trigger(FAR_AWAY, "UTC")
+    assert datetime.fromisoformat(logs[-2]["next_run"]) in {
+        far_away.get_next_fire_time(None, moment) for moment in (before, after)
+    }
     assert conn.execute("SELECT outcome FROM storage_calc.runs").fetchall() == [("done",)]
 
 
@@ -139,12 +148,7 @@ def test_sigterm_stops_the_schedule_process_cleanly(
     spawn: Callable[..., subprocess.Popen[str]],
 ) -> None:
     process = spawn("schedule", "--cron", FAR_AWAY, "--run-now")
-    assert process.stderr is not None
-    seen = []
-    for line in process.stderr:
-        seen.append(json.loads(line)["event"])
-        if seen.count("next_run_scheduled") == 2:
-            break
+    read_events(process, lambda events: events.count("next_run_scheduled") == 2)
     process.send_signal(signal.SIGTERM)
     _, rest = process.communicate(timeout=10)  # the next fire is months away
     assert process.returncode == 0
@@ -154,20 +158,78 @@ def test_sigterm_stops_the_schedule_process_cleanly(
     ]
 
 
+def wait_for(condition: Callable[[], bool], seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def test_a_stop_during_a_run_ends_the_schedule_once_the_run_ends(
     settings: Settings, s3: S3Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stop = threading.Event()
+    steps: list[str] = []
+    shutting_down: list[bool] = []
+
+    def holds_the_job_store(name: str) -> bool:
+        """Whether the thread `name` holds the scheduler's job store lock (its repr names the
+        owner)."""
+        owner = next((t.ident for t in threading.enumerate() if t.name == name), None)
+        return owner is not None and f"owner={owner} " in repr(built._jobstores_lock)
 
     def fire(*_: Any) -> None:
         stop.set()
-        # Ends after the stop thread has begun to shut the scheduler down and holds its lock.
-        time.sleep(0.5)
+        # The stop thread shuts the scheduler down and, holding its job store's lock, waits
+        # for this run: the run's end must not ask the store for the next fire.
+        shutting_down.append(wait_for(lambda: holds_the_job_store("schedule-stop")))
+        # The scheduler's loop has seen the stop and ended before this run does.
+        wait_for(lambda: "loop ended" in steps)
+        wait_for(lambda: "schedule ended" in steps, seconds=0.5)
+        steps.append("run ended")
+
+    def loop_sees_the_stop(_: Any) -> None:
+        """The scheduler's loop, dispatching the run it started, goes on once stopped."""
+        wait_for(lambda: built.state == STATE_STOPPED)
+
+    def served() -> None:
+        scheduler.serve(built, stop)
+        steps.append("schedule ended")
 
     monkeypatch.setattr(scheduler, "fire", fire)
     trigger = scheduler.cron_trigger(DEFAULT_CRON, DEFAULT_TIMEZONE)
     built = scheduler.build_scheduler(settings, s3, trigger, None, True, stop)
-    serving = threading.Thread(target=scheduler.serve, args=(built, stop), daemon=True)
+    built.add_listener(loop_sees_the_stop, EVENT_JOB_SUBMITTED)
+    start = built.start
+
+    def started() -> None:
+        start()
+        steps.append("loop ended")
+
+    monkeypatch.setattr(built, "start", started)
+    serving = threading.Thread(target=served, daemon=True)
     serving.start()
-    serving.join(timeout=10)
+    serving.join(timeout=20)
     assert not serving.is_alive()
+    assert steps == ["loop ended", "run ended", "schedule ended"]
+    assert shutting_down == [True]
+
+
+def test_a_stop_before_the_schedule_has_started_ends_it_once_started(
+    settings: Settings, s3: S3Client
+) -> None:
+    stop = threading.Event()
+    stop.set()  # SIGTERM while the process was still setting up
+    trigger = scheduler.cron_trigger(FAR_AWAY, "UTC")
+    built = scheduler.build_scheduler(settings, s3, trigger, None, False, stop)
+    with capture_logs() as logs:
+        serving = threading.Thread(target=scheduler.serve, args=(built, stop), daemon=True)
+        serving.start()
+        serving.join(timeout=20)
+        alive = serving.is_alive()
+        if alive:
+            built.shutdown(wait=False)  # let the thread end after the test
+    assert not alive
+    assert events(logs)[-1] == "schedule_stopped"

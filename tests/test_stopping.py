@@ -61,7 +61,7 @@ def test_a_stop_taken_by_a_listing_thread_is_seen_while_the_listing_is_held(
         sender = threading.Thread(target=signal_the_lister)
         sender.start()
         report = calculator.run(settings, s3, stop=stop)
-        sender.join()
+        sender.join(60)
 
     assert seen == [True], "the stop was seen only once the held listing had ended"
     assert report.interrupted

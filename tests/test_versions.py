@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from storage_calc.billable import Billable, BillableTally
+from storage_calc.billable import BillableTally
 from storage_calc.errors import ListingError
-from storage_calc.model import Location, LocationKind
+from storage_calc.model import Billable, Location, LocationKind
 from storage_calc.sources.listing import S3Client
 from storage_calc.sources.versions import billable_of, list_uploads, list_versions, upload_size
 from tests.conftest import FIRST_PART, SECOND_PART, STORAGE, THUMBS, error_response

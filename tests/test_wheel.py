@@ -14,6 +14,9 @@ import pytest
 
 ROOT = Path(__file__).parent.parent
 
+# Builds the wheel and installs it, with its dependencies, from the package index.
+pytestmark = pytest.mark.slow
+
 
 def run(*command: str | Path, env: dict[str, str] | None = None) -> str:
     result = subprocess.run(

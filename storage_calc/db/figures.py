@@ -14,7 +14,7 @@ import psycopg
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from storage_calc.billable import Billable, in_scope
+from storage_calc.billable import in_scope
 from storage_calc.db.connection import (
     Connection,
     execute,
@@ -28,6 +28,7 @@ from storage_calc.db.sessions import (
 )
 from storage_calc.errors import LockLost
 from storage_calc.model import (
+    Billable,
     CustomerStorageRow,
     Figures,
     Layout,

@@ -12,8 +12,7 @@ from datetime import datetime
 from typing import Protocol
 
 from storage_calc import db
-from storage_calc.billable import Billable
-from storage_calc.model import AssetKey, ScopeSums, Spaces, Uncounted
+from storage_calc.model import AssetKey, Billable, ScopeSums, Spaces, Uncounted
 from storage_calc.rollup import Tally
 
 

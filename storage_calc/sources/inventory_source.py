@@ -17,12 +17,13 @@ from typing import TypeVar
 import structlog
 
 from storage_calc import db
-from storage_calc.billable import Billable, BillableTally, billing_classes, in_scope
+from storage_calc.billable import BillableTally, billing_classes, in_scope
 from storage_calc.config import Settings
 from storage_calc.errors import ConfigError, Interrupted, InventoryError
 from storage_calc.keys import customer_prefix, space_prefix
 from storage_calc.model import (
     AssetKey,
+    Billable,
     Destination,
     Layout,
     Location,

@@ -18,11 +18,11 @@ from typing import TypeVar
 import structlog
 
 from storage_calc import db
-from storage_calc.billable import Billable, BillableTally, in_scope
+from storage_calc.billable import BillableTally, in_scope
 from storage_calc.config import Settings
 from storage_calc.errors import Interrupted, ListingError
 from storage_calc.keys import customer_prefix, parse_int, space_prefix
-from storage_calc.model import AssetKey, Layout, Location, ScopeSums, Spaces, Uncounted
+from storage_calc.model import AssetKey, Billable, Layout, Location, ScopeSums, Spaces, Uncounted
 from storage_calc.progress import RunProgress
 from storage_calc.ranges import EmptyBeyond, KeyRange, RangeCut, registry_slices
 from storage_calc.rollup import Tally

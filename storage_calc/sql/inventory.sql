@@ -192,7 +192,7 @@ CREATE TABLE billing_classes (
 
 -- name: locate_versions
 -- Sums every version and delete marker of one location's objects under its prefix per
--- customer or space prefix (storage_calc.billable.owner), billed as billable.billed_size bills
+-- customer or space prefix (storage_calc.keys.scope_of), billed as billable.billed_size bills
 -- them (a delete marker at 0 bytes).
 INSERT INTO billable_sums
 SELECT above(rel) AS p, storage_class, is_latest, is_delete_marker, count(*),

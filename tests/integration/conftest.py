@@ -23,6 +23,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "integration" in str(item.path):
             item.add_marker(pytest.mark.seaweedfs)
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,8 @@ from typing import Any
 import boto3
 import pytest
 
-from storage_calc.billable import Billable, BillableTally
-from storage_calc.model import Location, LocationKind
+from storage_calc.billable import BillableTally
+from storage_calc.model import Billable, Location, LocationKind
 from storage_calc.sources.listing import S3Client, make_s3_client
 from storage_calc.sources.versions import billable_of, list_uploads, list_versions
 from tests.conftest import FIRST_PART, SECOND_PART, put_versioned
