@@ -142,6 +142,23 @@ def test_queries_are_all_named_and_parameterised() -> None:
         assert "{" not in sql, name
 
 
+def test_feature_lines_are_kept_only_where_the_feature_is_as_they_say() -> None:
+    statement = "SELECT a -- with: adjuncts\n, b -- without: adjuncts\nFROM t"
+    assert sqlfiles.for_features(statement, lambda feature: True) == "SELECT a\nFROM t"
+    assert sqlfiles.for_features(statement, lambda feature: False) == ", b\nFROM t"
+    with pytest.raises(ValueError, match="depends on adjuncts"):
+        sqlfiles.for_features(statement, None)
+
+
+def test_fragments_fill_their_names_and_leave_other_braces() -> None:
+    statement = "SELECT {column} FROM t WHERE regexp_matches(x, '[0-9]{1,18}') AND y = {'a': 1}"
+    assert sqlfiles.filled(statement, column="size") == (
+        "SELECT size FROM t WHERE regexp_matches(x, '[0-9]{1,18}') AND y = {'a': 1}"
+    )
+    with pytest.raises(KeyError):
+        sqlfiles.filled("SELECT {column}")
+
+
 def test_a_statement_named_in_two_files_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     files = {"a.sql": "-- name: total\nSELECT 1;\n", "b.sql": "-- name: total\nSELECT 2;\n"}
     monkeypatch.setattr(sqlfiles, "read", files.__getitem__)

@@ -38,23 +38,15 @@ def queries() -> dict[str, str]:
     return sqlfiles.named_statements("queries.sql", "access.sql")
 
 
-_FEATURE_LINE = re.compile(r"\s*-- (with|without): (\w+)$")
-
-
 @cache
 def query(name: str, layout: Layout | None = None) -> str:
     """The named query for `layout`: a line ending in `-- with: feature` kept only where the
     layout has the feature, one ending in `-- without: feature` only where it has not."""
-    lines = []
-    for line in queries()[name].splitlines():
-        match = _FEATURE_LINE.search(line)
-        if match is None:
-            lines.append(line)
-        elif layout is None:
-            raise ValueError(f"query {name} depends on the layout: pass one")
-        elif getattr(layout, match[2]) == (match[1] == "with"):
-            lines.append(line[: match.start()])
-    return "\n".join(lines)
+    has = None if layout is None else (lambda feature: bool(getattr(layout, feature)))
+    try:
+        return sqlfiles.for_features(queries()[name], has)
+    except ValueError as exc:
+        raise ValueError(f"query {name} depends on the layout: pass one") from exc
 
 
 def sql_file(path: str) -> str:

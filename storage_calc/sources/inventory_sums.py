@@ -64,7 +64,7 @@ CSV = """
            {is_latest} AS is_latest, {is_delete_marker} AS is_delete_marker,
            {is_latest_text} AS is_latest_text, {is_delete_marker_text} AS is_delete_marker_text,
            {storage_class} AS storage_class,
-           (size IS NULL OR regexp_full_match(size, '[0-9]{{1,18}}'))
+           (size IS NULL OR regexp_full_match(size, '[0-9]{1,18}'))
            AND coalesce(lower({is_latest_text}) IN ('true', 'false'), true)
            AND coalesce(lower({is_delete_marker_text}) IN ('true', 'false'), true) AS valid
     FROM read_csv($files_{i}, header = false, auto_detect = false, delim = ',', quote = '"',
@@ -103,7 +103,8 @@ def relation(source: ReportFiles, number: int, named: bool = False) -> tuple[str
             f"{name}_text": name if name in fields else "NULL"
             for name in ("is_latest", "is_delete_marker")
         }
-        rows = CSV.format(
+        rows = sqlfiles.filled(
+            CSV,
             is_latest=csv_flag("is_latest", fields, True),
             is_delete_marker=csv_flag("is_delete_marker", fields, False),
             storage_class=storage_class,
@@ -113,7 +114,8 @@ def relation(source: ReportFiles, number: int, named: bool = False) -> tuple[str
         )
         params[f"columns_{number}"] = {name: "varchar" for name in report.fields}
     else:
-        rows = PARQUET.format(
+        rows = sqlfiles.filled(
+            PARQUET,
             is_latest="coalesce(is_latest, true)" if "is_latest" in fields else "true",
             is_delete_marker=(
                 "coalesce(is_delete_marker, false)" if "is_delete_marker" in fields else "false"
@@ -122,7 +124,7 @@ def relation(source: ReportFiles, number: int, named: bool = False) -> tuple[str
             i=number,
             **file,
         )
-    return CHECKED.format(rows=rows, i=number), params
+    return sqlfiles.filled(CHECKED, rows=rows, i=number), params
 
 
 def csv_flag(name: str, fields: set[str], default: bool) -> str:
@@ -215,7 +217,8 @@ class InventorySums:
             objects, params = relation(source, number)
             with read_errors(source):
                 self.conn.execute(
-                    statements()["locate_versions"].format(i=number, objects=objects), params
+                    sqlfiles.filled(statements()["locate_versions"], i=number, objects=objects),
+                    params,
                 )
 
     def set_variables(self, values: Mapping[str, Any]) -> None:
@@ -235,9 +238,10 @@ class InventorySums:
             split = self.split_adjuncts and source.location.kind is LocationKind.ARTEFACT
             if source.location.kind is LocationKind.THUMBNAIL:
                 thumbnails |= bit
-            examples.append(EXAMPLE.format(bit=bit, i=number))
+            examples.append(sqlfiles.filled(EXAMPLE, bit=bit, i=number))
             located.append(
-                statements()["located_objects"].format(
+                sqlfiles.filled(
+                    statements()["located_objects"],
                     i=number,
                     bit=bit,
                     objects=objects,
@@ -256,8 +260,10 @@ class InventorySums:
             }
         )
         params["path"] = str(self.directory / "partitions")
-        statement = statements()["partition_objects"].format(located=" UNION ALL ".join(located))
-        add_assets = statements()["add_assets"].format(examples=", ".join(examples))
+        statement = sqlfiles.filled(
+            statements()["partition_objects"], located=" UNION ALL ".join(located)
+        )
+        add_assets = sqlfiles.filled(statements()["add_assets"], examples=", ".join(examples))
         self.conn.execute(statements()["create_sums"])
         with read_errors(*self.sources):
             self.conn.execute(statement, params)
@@ -280,7 +286,7 @@ class InventorySums:
         for number, source in enumerate(self.sources):
             objects, params = relation(source, number, named=True)
             row = self.conn.execute(
-                statements()["bad_row"].format(objects=objects), params
+                sqlfiles.filled(statements()["bad_row"], objects=objects), params
             ).fetchone()
             if row is not None:
                 return malformed(source, row)
