@@ -482,7 +482,7 @@ def finish_customer(job: Job, database: db.Database, pending: Pending) -> Custom
             changes = db.write_staged(
                 listed.conn, job.layout, pending.customer, pending.spaces, pending.asset_id,
                 listed.staged, pending.checked, job.dry_run, lock_holder=holder,
-                billable=listed.billable,
+                billable=listed.billable, run_id=database.run_id,
             )  # fmt: skip
             pending.write_seconds = round(time.monotonic() - writing, 3)
             database.written(pending.customer)

@@ -21,6 +21,7 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from storage_calc.billable import Billable, in_scope
+from storage_calc.billing import Commit, Step
 from storage_calc.errors import ConfigError, ConnectionLost, DatabaseError, LockLost
 from storage_calc.layouts import UniqueKey, read_layout
 from storage_calc.model import (
@@ -76,10 +77,13 @@ SESSION_ENDED = ("57P01", "57P02", "57P03")
 
 @cache
 def queries() -> dict[str, str]:
-    """The named queries of sql/queries.sql and sql/access.sql, by name."""
-    text = "\n".join(sql_file(path) for path in ("queries.sql", "access.sql"))
-    blocks = re.split(r"^-- name: (\w+)\n", text, flags=re.MULTILINE)[1:]
-    return {name: body.strip() for name, body in zip(blocks[::2], blocks[1::2], strict=True)}
+    """The named queries of sql/queries.sql, sql/access.sql and sql/billing.sql, by name."""
+    named: dict[str, str] = {}
+    for path in ("queries.sql", "access.sql", "billing.sql"):
+        # Each file on its own: the comment heading one is not part of the last block of another.
+        blocks = re.split(r"^-- name: (\w+)\n", sql_file(path), flags=re.MULTILINE)[1:]
+        named |= {name: body.strip() for name, body in zip(blocks[::2], blocks[1::2], strict=True)}
+    return named
 
 
 _FEATURE_LINE = re.compile(r"\s*-- (with|without): (\w+)$")
@@ -555,6 +559,7 @@ def write_staged(
     dry_run: bool,
     lock_holder: int | None = None,
     billable: Sequence[Billable] | None = None,
+    run_id: int | None = None,
 ) -> tuple[ScopeChange, ...]:
     """Writes a scope's staged figures (`staged` rows) in one transaction and returns the rows
     whose figures changed.
@@ -566,8 +571,8 @@ def write_staged(
     write first checks, in its transaction, that this session still holds the lock. It then
     takes the customer's commit lock, so that the shards writing different spaces of one
     customer refresh its customer-level row one after the other. `billable` rows, where the run
-    computed them, replace the scope's in the same transaction. A dry run does all of it and
-    rolls back.
+    computed them, replace the scope's in the same transaction, and the scope's spaces are
+    stepped (`step_figures`, recording `run_id`) last. A dry run does all of it and rolls back.
     """
     params = {
         "customer": customer,
@@ -602,6 +607,7 @@ def write_staged(
             execute(conn, name, layout, **params)
         if billable is not None:
             write_billable(conn, customer, spaces, billable, checked)
+        step_figures(conn, layout, customer, spaces, run_id, billable=billable is not None)
         after = _customer_rows(conn, layout, customer)
     return tuple(
         ScopeChange(
@@ -614,6 +620,36 @@ def write_staged(
         for s, row in after.items()
         if s not in before or before[s].figures != row.figures
     )
+
+
+def step_figures(
+    conn: Connection,
+    layout: Layout,
+    customer: int,
+    spaces: Spaces,
+    run_id: int | None,
+    billable: bool,
+) -> datetime:
+    """Records a commit of the customer's `spaces` and gives each of them whose figures changed
+    a step from then on (storage_calc.space_figures), inside the caller's transaction: the
+    figures it has just written, and the billable ones where `billable` (else carried over).
+    Returns the commit's time."""
+    params = {
+        "customer": customer,
+        "run_id": run_id,
+        **spaces.params(),
+        "whole": spaces.whole,
+        "first_space": layout.first_space,
+        "billable": billable,
+    }
+    commit = execute(conn, "insert_figure_commit", **params).fetchone()
+    assert commit is not None  # an INSERT ... RETURNING of one row
+    commit_id, committed_at = commit
+    execute(conn, "insert_figure_spaces", **params)
+    execute(
+        conn, "step_space_figures", layout, **params, commit_id=commit_id, committed_at=committed_at
+    )
+    return committed_at  # type: ignore[no-any-return]  # psycopg's rows are tuples of Any
 
 
 def _empty(layout: Layout) -> Figures:
@@ -947,3 +983,35 @@ def write_billable(
 def billable_rows(conn: Connection, customer: int | None) -> list[Billable]:
     """The billable rows of `customer` (None: of every customer), by customer and space."""
     return fetch(conn, "billable_rows", Billable, "the billable bytes", customer=customer)
+
+
+# Figures over time (storage_calc.space_figures, stepped by write_staged) for `report billing`.
+
+
+@contextlib.contextmanager
+def snapshot(conn: Connection) -> Iterator[None]:
+    """A read-only transaction whose statements all see one snapshot of the database."""
+    with translated("starting a read-only transaction failed"), conn.transaction():
+        execute(conn, "repeatable_read")
+        yield
+
+
+def billing_steps(
+    conn: Connection, start: datetime, end: datetime, customer: int | None
+) -> list[Step]:
+    """The steps a period needs: each space's step in force at `start` and those before
+    `end`."""
+    return fetch(
+        conn, "billing_steps", Step, "the figures over time", start=start, end=end,
+        customer=customer,
+    )  # fmt: skip
+
+
+def billing_commits(
+    conn: Connection, start: datetime, end: datetime, customer: int | None
+) -> list[Commit]:
+    """The commits of figures from `start` up to `end`."""
+    return fetch(
+        conn, "billing_commits", Commit, "the commits of figures", start=start, end=end,
+        customer=customer,
+    )  # fmt: skip

@@ -23,7 +23,11 @@ from tests.conftest import STORAGE, THUMBS
 ROOT = Path(__file__).parent.parent
 DASHBOARD = json.loads((ROOT / "deploy/grafana/storage-calc.json").read_text())
 PANELS = DASHBOARD["panels"]
-DOCUMENTED_TYPES = {"timestamptz": "timestamp with time zone", "text[]": "ARRAY"}
+DOCUMENTED_TYPES = {
+    "timestamptz": "timestamp with time zone",
+    "text[]": "ARRAY",
+    "integer[]": "ARRAY",
+}
 
 
 def grafana_macros(sql: str) -> str:
