@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from storage_calc import db
+from storage_calc import billing, db
 
 
 @dataclass(frozen=True)
@@ -212,6 +212,20 @@ def billable_storage(conn: db.Connection, customer: int | None) -> list[Billable
     return db.fetch(
         conn, "billable_report", BillableStorage, "the billable bytes", customer=customer
     )
+
+
+def billing_usage(
+    conn: db.Connection, period: billing.Period, customer: int | None
+) -> tuple[datetime, list[billing.Usage]]:
+    """What every customer (or, per space, `customer`) stored over `period`, from one snapshot
+    of the figures over time, reported up to the database clock's last whole hour: that hour,
+    and the usages."""
+    with db.snapshot(conn):
+        now = db.server_now(conn)
+        steps = db.billing_steps(conn, period.start, period.end, customer)
+        commits = db.billing_commits(conn, period.start, period.end, customer)
+    usages = billing.bill(period, steps, commits, now, per_space=customer is not None)
+    return max(period.start, min(period.end, billing.floor_hour(now))), usages
 
 
 def as_json(row: Any) -> dict[str, Any]:
