@@ -113,7 +113,7 @@ class Period:
         """The calendar months the period overlaps: (from, to) within the period, and the hours
         of the whole month, which AWS divides a month's byte-hours by."""
         parts = []
-        month = self.start.replace(day=1, hour=0)
+        month = month_start(self.start)
         while month < self.end:
             following = next_month(month)
             parts.append(
@@ -130,6 +130,11 @@ def floor_hour(moment: datetime) -> datetime:
 def ceil_hour(moment: datetime) -> datetime:
     floor = floor_hour(moment)
     return floor if floor == moment else floor + HOUR
+
+
+def month_start(moment: datetime) -> datetime:
+    """The start of the calendar month (UTC) of `moment`."""
+    return floor_hour(moment).replace(day=1, hour=0)
 
 
 def next_month(month: datetime) -> datetime:
@@ -280,12 +285,58 @@ def bill(
             sums = _space_sums(sorted(space_steps, key=lambda s: s.valid_from), period, end, months)
             total.merge(sums)
             if per_space:
-                covering = [c for c in customer_commits if c.covers(space)]
-                usages.append(_usage(customer, space, True, sums, covering, period, end, months))
+                covering = [c.committed_at for c in customer_commits if c.covers(space)]
+                gap = _longest_gap(sums.seen_from, covering, end)
+                usages.append(_usage(customer, space, True, sums, len(covering), gap, period, end))
         if not per_space:
-            usages.append(
-                _usage(customer, None, False, total, customer_commits, period, end, months)
-            )
+            times = [c.committed_at for c in customer_commits]
+            gap = _longest_gap(total.seen_from, times, end)
+            usages.append(_usage(customer, None, False, total, len(times), gap, period, end))
+    return usages
+
+
+@dataclass(frozen=True, kw_only=True)
+class Totals:
+    """A customer's steps over a period as the database sums them (the query billing_totals,
+    for reports of every customer): for each month of the period with figures (`months`,
+    numbered from 1), the byte-hours of each figure (None where no step had it) and of each
+    storage class of the current bytes; and its coverage, as `Usage` has it (`seen_from`: the
+    later of the period's start and its first step)."""
+
+    customer: int
+    seen_from: datetime
+    covered_from: datetime | None
+    first_figure: datetime | None
+    last_figure: datetime | None
+    months: Sequence[int]
+    figures: Mapping[str, Sequence[int | None]]
+    classes: Sequence[Mapping[str, int] | None]
+
+
+def from_totals(
+    period: Period,
+    now: datetime,
+    totals: Iterable[Totals],
+    commits: Mapping[int, tuple[int, Gap | None]],
+) -> list[Usage]:
+    """The usage of every customer of `totals`, as `bill` gives it from their steps; `commits`
+    holds each customer's commits within the period and its longest gap (none: (0, None))."""
+    end = max(period.start, min(period.end, floor_hour(now)))
+    months = len(period.months())
+    usages = []
+    for total in totals:
+        sums = _Sums(months)
+        sums.covered_from, sums.seen_from = total.covered_from, total.seen_from
+        sums.first, sums.last = total.first_figure, total.last_figure
+        for name, values in total.figures.items():
+            for month, value in zip(total.months, values, strict=True):
+                if value is not None:
+                    sums.by_month.setdefault(name, [0] * months)[month - 1] += value
+        for month, classes in zip(total.months, total.classes, strict=True):
+            for name, value in (classes or {}).items():
+                sums.classes.setdefault(name, [0] * months)[month - 1] += value
+        count, gap = commits.get(total.customer, (0, None))
+        usages.append(_usage(total.customer, None, False, sums, count, gap, period, end))
     return usages
 
 
@@ -339,16 +390,17 @@ def _usage(
     space: int | None,
     space_level: bool,
     sums: _Sums,
-    commits: list[Commit],
+    commits: int,
+    longest_gap: Gap | None,
     period: Period,
     end: datetime,
-    months: list[tuple[datetime, datetime, int]],
 ) -> Usage:
-    byte_hours = {name: sum(row) for name, row in sums.by_month.items()}
+    months = period.months()
+    by_month = {name: sums.by_month[name] for name in FIGURES if name in sums.by_month}
+    byte_hours = {name: sum(row) for name, row in by_month.items()}
     class_byte_hours = {name: sum(row) for name, row in sorted(sums.classes.items())}
-    exact = _gb_months(sums.by_month, months)
+    exact = _gb_months(by_month, months)
     exact_classes = _gb_months(dict(sorted(sums.classes.items())), months)
-    byte_hours = {name: byte_hours.get(name, 0) for name in FIGURES if name in byte_hours}
     return Usage(
         customer=customer,
         space=space,
@@ -362,8 +414,8 @@ def _usage(
         hours_covered=(end - sums.covered_from) // HOUR if sums.covered_from else 0,
         first_figure=sums.first,
         last_figure=sums.last,
-        commits=len(commits),
-        longest_gap=_longest_gap(sums.seen_from, [c.committed_at for c in commits], end),
+        commits=commits,
+        longest_gap=longest_gap,
         exact_gb_months=exact,
         exact_class_gb_months=exact_classes,
     )

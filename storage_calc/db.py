@@ -21,7 +21,7 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from storage_calc.billable import Billable, in_scope
-from storage_calc.billing import Commit, Step
+from storage_calc.billing import FIGURES, Commit, Gap, Period, Step, Totals
 from storage_calc.errors import ConfigError, ConnectionLost, DatabaseError, LockLost
 from storage_calc.layouts import UniqueKey, read_layout
 from storage_calc.model import (
@@ -779,6 +779,29 @@ def prune_runs(conn: Connection, before: datetime) -> int:
         return execute(conn, "prune_runs", before=before).rowcount
 
 
+@dataclass(frozen=True)
+class PrunedFigures:
+    """What `prune_figures` did: the steps and commits from before `before` it deleted, and
+    the steps it kept from before then (the latest of each of `kept_spaces`)."""
+
+    before: datetime
+    deleted_steps: int
+    deleted_commits: int
+    kept_steps: int
+    kept_spaces: int
+
+
+def prune_figures(conn: Connection, before: datetime) -> PrunedFigures:
+    """Deletes the figures over time from before `before` that no period from then on needs:
+    every step but the latest of each space, and the commits but those of the steps kept."""
+    with translated("pruning the figures over time failed"), conn.transaction():
+        steps = execute(conn, "prune_steps", before=before).rowcount
+        commits = execute(conn, "prune_commits", before=before).rowcount
+        kept = execute(conn, "steps_kept", before=before).fetchone()
+    assert kept is not None  # an aggregate: always one row
+    return PrunedFigures(before, steps, commits, kept[0], kept[1])
+
+
 def fetch(conn: Connection, name: str, row: type[T], what: str, **params: Any) -> list[T]:
     """The rows of the named query as `row` instances (the query's columns are its fields)."""
     with translated(f"reading {what} failed"), conn.cursor(row_factory=class_row(row)) as cur:
@@ -993,6 +1016,7 @@ def snapshot(conn: Connection) -> Iterator[None]:
     """A read-only transaction whose statements all see one snapshot of the database."""
     with translated("starting a read-only transaction failed"), conn.transaction():
         execute(conn, "repeatable_read")
+        execute(conn, "report_settings")
         yield
 
 
@@ -1015,3 +1039,45 @@ def billing_commits(
         conn, "billing_commits", Commit, "the commits of figures", start=start, end=end,
         customer=customer,
     )  # fmt: skip
+
+
+def _hour(moment: datetime) -> int:
+    """Hours since the epoch, of a whole hour."""
+    return int(moment.timestamp()) // 3600
+
+
+def billing_totals(
+    conn: Connection, period: Period, end: datetime, customer: int | None
+) -> tuple[list[Totals], dict[int, tuple[int, Gap | None]]]:
+    """Every customer's (or one's) byte-hours over `period` up to `end`, summed by the
+    database, and each customer's commits in it and longest gap (see billing.from_totals)."""
+    months = period.months()
+    params = {
+        "start": period.start, "end": period.end, "customer": customer,
+        "start_h": _hour(period.start), "end_h": _hour(end),
+        "month_from": [_hour(a) for a, _, _ in months],
+        "month_to": [_hour(b) for _, b, _ in months],
+    }  # fmt: skip
+    with translated("summing the figures over time failed"):
+        rows = execute(conn, "billing_totals", **params).fetchall()
+        totals = [
+            Totals(
+                customer=row[0], seen_from=row[1], covered_from=row[2], first_figure=row[3],
+                last_figure=row[4], months=row[5],
+                figures={
+                    name: [None if v is None else int(v) for v in values]
+                    for name, values in zip(FIGURES, row[6:15], strict=True)
+                    if row[5]
+                },
+                classes=[
+                    None if c is None else {k: int(v) for k, v in c.items()} for c in row[15]
+                ] if row[5] else [],
+            )
+            for row in rows
+        ]  # fmt: skip
+        seen = execute(
+            conn, "billing_gaps", customers=[t.customer for t in totals],
+            seen=[t.seen_from for t in totals], start=period.start, end=end, one=customer,
+        ).fetchall()  # fmt: skip
+    gaps: dict[int, tuple[int, Gap | None]] = {c: (n, Gap(a, b)) for c, n, a, b in seen}
+    return totals, gaps

@@ -215,17 +215,21 @@ def billable_storage(conn: db.Connection, customer: int | None) -> list[Billable
 
 
 def billing_usage(
-    conn: db.Connection, period: billing.Period, customer: int | None
+    conn: db.Connection, period: billing.Period, customer: int | None, per_space: bool
 ) -> tuple[datetime, list[billing.Usage]]:
-    """What every customer (or, per space, `customer`) stored over `period`, from one snapshot
-    of the figures over time, reported up to the database clock's last whole hour: that hour,
-    and the usages."""
+    """What every customer (or `customer`; per space with `per_space`) stored over `period`,
+    from one snapshot of the figures over time, reported up to the database clock's last whole
+    hour: that hour, and the usages. Per space, the steps are summed here; per customer, by
+    the database."""
     with db.snapshot(conn):
         now = db.server_now(conn)
-        steps = db.billing_steps(conn, period.start, period.end, customer)
-        commits = db.billing_commits(conn, period.start, period.end, customer)
-    usages = billing.bill(period, steps, commits, now, per_space=customer is not None)
-    return max(period.start, min(period.end, billing.floor_hour(now))), usages
+        end = max(period.start, min(period.end, billing.floor_hour(now)))
+        if per_space:
+            steps = db.billing_steps(conn, period.start, period.end, customer)
+            commits = db.billing_commits(conn, period.start, end, customer)
+            return end, billing.bill(period, steps, commits, now, per_space=True)
+        totals, gaps = db.billing_totals(conn, period, end, customer)
+    return end, billing.from_totals(period, now, totals, gaps)
 
 
 def as_json(row: Any) -> dict[str, Any]:

@@ -112,6 +112,7 @@ def test_the_projects_own_tables_are_in_their_own_schema(conn: psycopg.Connectio
         ("figure_spaces", "BASE TABLE"),
         ("largest_spaces", "VIEW"),
         ("migrations", "BASE TABLE"),
+        ("monthly_gb_months", "VIEW"),
         ("orphans", "BASE TABLE"),
         ("run_drift", "VIEW"),
         ("runs", "BASE TABLE"),

@@ -7,19 +7,22 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import psycopg
 import pytest
 from click.testing import Result
 
-from storage_calc import calculator
+from storage_calc import calculator, db, reports
+from storage_calc.billing import Period, bill, month_start
 from storage_calc.config import Settings
 from storage_calc.listing import S3Client
 from storage_calc.model import AssetKey, Outcome, Scope, Shard
+from storage_calc.tables import format_time
 from tests.conftest import STORAGE, THUMBS, error_response
-from tests.figures_over_time import at, steps
+from tests.figures_over_time import at, commit, steps
 
 Conn = psycopg.Connection[Any]
 
@@ -321,3 +324,119 @@ def test_a_bad_prices_file_is_one_error_line_and_exit_2(
     assert (result.exit_code, result.stderr) == (
         2, f"Error: {prices}: [classes.STANDARD]: per_gb_month 'cheap' is not a number\n",
     )  # fmt: skip
+
+
+def test_db_prune_keeps_the_figures_the_open_month_needs_and_says_so(
+    conn: Conn, invoke: Callable[..., Result]
+) -> None:
+    month = month_start(db.server_now(conn))
+    for days, size in ((100, 1), (40, 2), (20, 3), (1, 4)):
+        commit(conn, 2, month - timedelta(days=days), {5: {"artefacts": size}})
+    commit(conn, 2, month - timedelta(days=30))  # a night that changed nothing
+    commit(conn, 3, month - timedelta(days=50), {1: {"artefacts": 9}})
+    open_month = ["--month", f"{month:%Y-%m}", "--json"]
+    before = invoke("report", "billing", *open_month).stdout
+    result = invoke("db", "prune", "--older-than", "0h")
+    assert result.exit_code == 0, result.stderr
+    first = format_time(month)
+    assert result.stderr.splitlines()[1:] == [
+        f"deleted 3 steps and 4 commits of figures over time from before {first} UTC",
+        f"kept 2 steps from before {first} UTC, the latest of each of 2 spaces: the figures in "
+        f"force when the open month {month:%Y-%m} starts",
+    ]
+    assert invoke("report", "billing", *open_month).stdout == before
+    assert steps(conn) == [(1, 2, 5, 0, 4, 0), (2, 3, 1, 0, 9, 0)]
+
+
+def test_db_prune_of_an_older_age_keeps_the_step_in_force_at_that_age(
+    conn: Conn, invoke: Callable[..., Result]
+) -> None:
+    now = db.server_now(conn)
+    for days, size in ((200, 1), (150, 2), (60, 3)):
+        commit(conn, 2, now - timedelta(days=days), {5: {"artefacts": size}})
+    result = invoke("db", "prune", "--older-than", "90d")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.splitlines()[2].endswith("needs none older")
+    assert "kept 1 steps" in result.stderr
+    assert [size for *_, size, _ in steps(conn)] == [2, 3]
+
+
+@pytest.fixture
+def winter(conn: Conn) -> None:
+    """Helper-written history over January and February 2025 (31 and 28 days): customer 2 with
+    a space deleted mid-February and billable figures from January 20; customer 4 from
+    February 10; customer 5 only before the period."""
+    commit(conn, 2, at("2024-12-31 02:00"), {1: {"artefacts": 1000, "thumbnails": 24},
+                                             2: {"artefacts": 500}})  # fmt: skip
+    commit(conn, 2, at("2025-01-20 02:30"), {
+        1: {"artefacts": 1000, "thumbnails": 24, "current": 1024, "billed": 1100,
+            "noncurrent": 76, "incomplete_uploads": 0,
+            "by_storage_class": {"STANDARD": 1000, "GLACIER": 24}},
+    })  # fmt: skip
+    commit(conn, 2, at("2025-02-14 02:00"), {2: {"artefacts": 0}}, only=[2])
+    commit(conn, 4, at("2025-02-10 02:15"), {3: {"artefacts": 2**30}})
+    commit(conn, 5, at("2024-06-01 02:00"), {1: {"artefacts": 7}})
+
+
+def test_a_28_day_february_and_a_31_day_january_divide_by_their_own_hours(
+    winter: None, invoke: Callable[..., Result]
+) -> None:
+    february = {r["customer"]: r for r in billing_json(invoke, "--month", "2025-02")["rows"]}
+    # Space 1 all month; space 2 until its zero step on Feb 14 02:00.
+    assert february[2]["figures"]["artefacts"]["byte_hours"] == 672 * 1000 + (13 * 24 + 2) * 500
+    assert february[2]["figures"]["billed"]["byte_hours"] == 672 * 1100
+    assert february[2]["current_by_storage_class"]["GLACIER"]["byte_hours"] == 672 * 24
+    # Customer 4: one GiB from Feb 10 03:00, of the 672 hours of February.
+    assert february[4]["figures"]["artefacts"] == {
+        "byte_hours": (18 * 24 + 21) * 2**30,
+        "average_bytes": round((18 * 24 + 21) * 2**30 / 672),
+        "gb_months": round((18 * 24 + 21) / 672, 6),
+    }
+    assert february[5]["figures"]["artefacts"]["byte_hours"] == 672 * 7
+    assert february[5]["commits"] == 0 and february[5]["longest_gap_hours"] == 672
+    january = {r["customer"]: r for r in billing_json(invoke, "--month", "2025-01")["rows"]}
+    assert january[2]["figures"]["stored"]["byte_hours"] == 744 * (1000 + 24 + 500)
+    assert january[2]["figures"]["billed"]["byte_hours"] == (11 * 24 + 21) * 1100
+    assert january[2]["figures"]["stored"]["gb_months"] == round(744 * 1524 / 744 / 2**30, 6)
+    assert 4 not in january
+
+
+@pytest.mark.parametrize(
+    ("fixture", "start", "end"),
+    [
+        ("november", "2024-11-01 00:00", "2024-12-01 00:00"),
+        ("november", "2024-11-10 00:00", "2024-11-17 05:00"),
+        ("winter", "2025-01-10 00:00", "2025-02-20 00:00"),
+        ("winter", "2025-02-01 00:00", "2025-03-01 00:00"),
+    ],
+)
+def test_the_database_sums_every_customer_as_the_library_does_step_by_step(
+    request: pytest.FixtureRequest, fixture: str, start: str, end: str, conn: Conn
+) -> None:
+    request.getfixturevalue(fixture)
+    period = Period(at(start), at(end))
+    now = db.server_now(conn)
+    _, summed = reports.billing_usage(conn, period, None, per_space=False)
+    steps_ = db.billing_steps(conn, period.start, period.end, None)
+    commits_ = db.billing_commits(conn, period.start, period.end, None)
+    assert summed == bill(period, steps_, commits_, now)
+    assert [u.exact_gb_months for u in summed] == [
+        u.exact_gb_months for u in bill(period, steps_, commits_, now)
+    ]
+
+
+def test_the_monthly_view_gives_the_byte_hours_of_the_report(november: None, conn: Conn) -> None:
+    rows = conn.execute(
+        "SELECT month, customer, stored_byte_hours, stored_gb_months"
+        " FROM storage_calc.monthly_gb_months WHERE month < '2024-12-01' ORDER BY 1, 2"
+    ).fetchall()
+    stored = (
+        (9 * 24 + 3) * 100 + (2 * 24 + 11) * 300 + (3 * 24 + 13) * 500 + (14 * 24 + 21) * 700
+        + (15 * 24 + 3) * 40 + 720 * 10
+    )  # fmt: skip
+    assert [row[:3] for row in rows] == [
+        (at("2024-10-01 00:00"), 2, 21 * (100 + 10 + 40)),  # from Oct 31 03:00
+        (at("2024-11-01 00:00"), 2, stored),
+        (at("2024-11-01 00:00"), 3, (14 * 24 + 21) * 1000),
+    ]
+    assert rows[1][3] == round(Decimal(stored) / (720 * 2**30), 6)

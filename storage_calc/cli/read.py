@@ -374,7 +374,7 @@ def report_billing(
     period = _period(month, start, end)
     priced = _prices(prices_file)
     with connected(params) as conn:
-        reported_to, usages = reports.billing_usage(conn, period, customer)
+        reported_to, usages = reports.billing_usage(conn, period, customer, customer is not None)
     report = billing_formats.report_of(period, reported_to, customer is not None, usages, priced)
     if as_json:
         click.echo(billing_formats.as_json(report))

@@ -136,3 +136,137 @@ WHERE committed_at >= %(start)s AND committed_at < %(end)s
 -- name: repeatable_read
 -- The first statement of a transaction whose reads must all see one snapshot.
 SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY;
+
+-- name: report_settings
+-- work_mem 64MB for the rest of the transaction: the sorts of a month of every customer's
+-- steps (hundreds of thousands of rows) stay in memory instead of spilling to disk.
+SELECT set_config('work_mem', '64MB', true);
+
+-- name: prune_steps
+-- Deletes the steps from before %(before)s that a later step from before it replaces: the latest
+-- of each space stays, in force at %(before)s, for the periods that start then or later.
+DELETE FROM storage_calc.space_figures f
+WHERE f.valid_from < %(before)s
+  AND EXISTS (
+      SELECT 1 FROM storage_calc.space_figures g
+      WHERE g.space_id = f.space_id AND g.valid_from > f.valid_from
+        AND g.valid_from <= %(before)s
+  );
+
+-- name: prune_commits
+-- Deletes the commits from before %(before)s but those of the steps kept.
+DELETE FROM storage_calc.figure_commits c
+WHERE c.committed_at < %(before)s
+  AND NOT EXISTS (SELECT 1 FROM storage_calc.space_figures f WHERE f.commit_id = c.id);
+
+-- name: steps_kept
+-- The steps from before %(before)s left after pruning, and the spaces they hold figures of.
+SELECT count(*), count(DISTINCT space_id)
+FROM storage_calc.space_figures WHERE valid_from < %(before)s;
+
+-- name: billing_totals
+-- The byte-hours of every customer (or one) over a billing period, summed here rather than
+-- step by step in Python: what `storage_calc.billing.bill` computes, for thousands of customers
+-- at once. Times are hours since the epoch: a step counts from %(start_h)s or its first whole
+-- hour, until its space's next step does or %(end_h)s (the period's end, or the last whole hour
+-- of the database clock); the period's months are the hours %(month_from)s to %(month_to)s.
+WITH steps AS (
+    SELECT s.customer, f.space_id, f.valid_from, f.images, f.artefact_bytes, f.thumbnail_bytes,
+           coalesce(f.adjunct_bytes, 0) AS adjunct_bytes, f.current_bytes, f.by_storage_class,
+           f.noncurrent_bytes, f.incomplete_upload_bytes, f.billed_bytes,
+           ceil(extract(epoch FROM f.valid_from) / 3600)::bigint AS hour
+    FROM storage_calc.figure_spaces s
+    CROSS JOIN LATERAL (
+        (SELECT * FROM storage_calc.space_figures c
+         WHERE c.space_id = s.id AND c.valid_from <= %(start)s
+         ORDER BY c.valid_from DESC LIMIT 1)
+        UNION ALL
+        (SELECT * FROM storage_calc.space_figures w
+         WHERE w.space_id = s.id AND w.valid_from > %(start)s AND w.valid_from < %(end)s)
+    ) f
+    WHERE %(customer)s::int IS NULL OR s.customer = %(customer)s
+), segments AS (
+    SELECT st.*, greatest(st.hour, %(start_h)s) AS since,
+           least(coalesce(lead(st.hour) OVER (PARTITION BY st.space_id ORDER BY st.valid_from),
+                          %(end_h)s), %(end_h)s) AS until
+    FROM steps st
+), parts AS (
+    SELECT sg.*, m.month, (least(sg.until, m.upto) - greatest(sg.since, m.since))::numeric AS hours
+    FROM segments sg
+    JOIN unnest(%(month_from)s::bigint[], %(month_to)s::bigint[]) WITH ORDINALITY
+         AS m(since, upto, month)
+      ON m.since < sg.until AND m.upto > sg.since
+    WHERE sg.until > sg.since
+), months AS (
+    SELECT customer, month::int AS month,
+           sum(images * hours) AS images, sum(artefact_bytes * hours) AS artefacts,
+           sum(thumbnail_bytes * hours) AS thumbnails, sum(adjunct_bytes * hours) AS adjuncts,
+           sum((artefact_bytes + thumbnail_bytes + adjunct_bytes) * hours) AS stored,
+           sum(current_bytes * hours) AS current, sum(noncurrent_bytes * hours) AS noncurrent,
+           sum(incomplete_upload_bytes * hours) AS incomplete_uploads,
+           sum(billed_bytes * hours) AS billed
+    FROM parts GROUP BY customer, month
+), classes AS (
+    SELECT customer, month::int AS month, jsonb_object_agg(name, byte_hours) AS classes
+    FROM (
+        SELECT p.customer, p.month, c.key AS name, sum(c.value::numeric * p.hours) AS byte_hours
+        FROM parts p CROSS JOIN LATERAL jsonb_each_text(p.by_storage_class) c
+        GROUP BY p.customer, p.month, c.key
+    ) by_class
+    GROUP BY customer, month
+), coverage AS (
+    SELECT customer, min(greatest(valid_from, %(start)s)) AS seen_from FROM steps GROUP BY customer
+), used AS (
+    SELECT customer, to_timestamp(min(since) * 3600) AS covered_from, min(valid_from) AS first_figure,
+           max(valid_from) AS last_figure
+    FROM segments WHERE until > since GROUP BY customer
+)
+SELECT c.customer, c.seen_from, u.covered_from, u.first_figure, u.last_figure,
+       array_remove(array_agg(m.month ORDER BY m.month), NULL) AS months,
+       array_agg(m.images ORDER BY m.month) AS images,
+       array_agg(m.artefacts ORDER BY m.month) AS artefacts,
+       array_agg(m.thumbnails ORDER BY m.month) AS thumbnails,
+       array_agg(m.adjuncts ORDER BY m.month) AS adjuncts,
+       array_agg(m.stored ORDER BY m.month) AS stored,
+       array_agg(m.current ORDER BY m.month) AS current,
+       array_agg(m.noncurrent ORDER BY m.month) AS noncurrent,
+       array_agg(m.incomplete_uploads ORDER BY m.month) AS incomplete_uploads,
+       array_agg(m.billed ORDER BY m.month) AS billed,
+       array_agg(cl.classes ORDER BY m.month) AS classes
+FROM coverage c
+LEFT JOIN used u ON u.customer = c.customer
+LEFT JOIN months m ON m.customer = c.customer
+LEFT JOIN classes cl ON cl.customer = m.customer AND cl.month = m.month
+GROUP BY c.customer, c.seen_from, u.covered_from, u.first_figure, u.last_figure
+ORDER BY c.customer;
+
+-- name: billing_gaps
+-- Per customer of %(customers)s, seen from %(seen)s on: its commits from %(start)s up to
+-- %(end)s, and the longest time between two of the moments made of when it was first seen,
+-- its commits since then and %(end)s (the earliest, of equal ones).
+WITH customers AS (
+    SELECT * FROM unnest(%(customers)s::int[], %(seen)s::timestamptz[]) AS c(customer, seen)
+    WHERE c.seen < %(end)s
+), commits AS (
+    SELECT k.customer, k.committed_at
+    FROM storage_calc.figure_commits k
+    WHERE k.committed_at >= %(start)s AND k.committed_at < %(end)s
+      AND (%(one)s::int IS NULL OR k.customer = %(one)s)
+), counted AS (
+    SELECT customer, count(*) AS commits FROM commits GROUP BY customer
+), moments AS (
+    SELECT customer, seen AS at FROM customers
+    UNION ALL
+    SELECT k.customer, k.committed_at FROM commits k
+    JOIN customers c ON c.customer = k.customer AND k.committed_at >= c.seen
+    UNION ALL
+    SELECT customer, %(end)s::timestamptz FROM customers
+), gaps AS (
+    SELECT customer, lag(at) OVER (PARTITION BY customer ORDER BY at) AS gap_from, at AS gap_to
+    FROM moments
+)
+SELECT DISTINCT ON (g.customer) g.customer, coalesce(n.commits, 0) AS commits, g.gap_from,
+       g.gap_to
+FROM gaps g LEFT JOIN counted n ON n.customer = g.customer
+WHERE g.gap_from IS NOT NULL
+ORDER BY g.customer, g.gap_to - g.gap_from DESC, g.gap_from;
