@@ -367,6 +367,9 @@ def _space_sums(
 def _gb_months(
     by_month: Mapping[str, list[int]], months: list[tuple[datetime, datetime, int]]
 ) -> dict[str, Fraction]:
+    if len(months) == 1:  # the usual period, a month: one division per figure
+        divisor = months[0][2] * GIB
+        return {name: Fraction(row[0], divisor) for name, row in by_month.items()}
     return {
         name: sum(
             (

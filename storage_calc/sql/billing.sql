@@ -169,7 +169,9 @@ FROM storage_calc.space_figures WHERE valid_from < %(before)s;
 -- step by step in Python: what `storage_calc.billing.bill` computes, for thousands of customers
 -- at once. Times are hours since the epoch: a step counts from %(start_h)s or its first whole
 -- hour, until its space's next step does or %(end_h)s (the period's end, or the last whole hour
--- of the database clock); the period's months are the hours %(month_from)s to %(month_to)s.
+-- of the database clock); the period's months are the hours %(month_from)s to %(month_to)s. The
+-- step in force at the start is one probe of the primary key per space; those within the
+-- period come from the BRIN index on valid_from, in one scan of the period's pages.
 WITH steps AS (
     SELECT s.customer, f.space_id, f.valid_from, f.images, f.artefact_bytes, f.thumbnail_bytes,
            coalesce(f.adjunct_bytes, 0) AS adjunct_bytes, f.current_bytes, f.by_storage_class,
@@ -177,14 +179,20 @@ WITH steps AS (
            ceil(extract(epoch FROM f.valid_from) / 3600)::bigint AS hour
     FROM storage_calc.figure_spaces s
     CROSS JOIN LATERAL (
-        (SELECT * FROM storage_calc.space_figures c
-         WHERE c.space_id = s.id AND c.valid_from <= %(start)s
-         ORDER BY c.valid_from DESC LIMIT 1)
-        UNION ALL
-        (SELECT * FROM storage_calc.space_figures w
-         WHERE w.space_id = s.id AND w.valid_from > %(start)s AND w.valid_from < %(end)s)
+        SELECT * FROM storage_calc.space_figures c
+        WHERE c.space_id = s.id AND c.valid_from <= %(start)s
+        ORDER BY c.valid_from DESC LIMIT 1
     ) f
     WHERE %(customer)s::int IS NULL OR s.customer = %(customer)s
+    UNION ALL
+    SELECT s.customer, f.space_id, f.valid_from, f.images, f.artefact_bytes, f.thumbnail_bytes,
+           coalesce(f.adjunct_bytes, 0), f.current_bytes, f.by_storage_class,
+           f.noncurrent_bytes, f.incomplete_upload_bytes, f.billed_bytes,
+           ceil(extract(epoch FROM f.valid_from) / 3600)::bigint
+    FROM storage_calc.space_figures f
+    JOIN storage_calc.figure_spaces s ON s.id = f.space_id
+    WHERE f.valid_from > %(start)s AND f.valid_from < %(end)s
+      AND (%(customer)s::int IS NULL OR s.customer = %(customer)s)
 ), segments AS (
     SELECT st.*, greatest(st.hour, %(start_h)s) AS since,
            least(coalesce(lead(st.hour) OVER (PARTITION BY st.space_id ORDER BY st.valid_from),
@@ -211,17 +219,18 @@ WITH steps AS (
     FROM (
         SELECT p.customer, p.month, c.key AS name, sum(c.value::numeric * p.hours) AS byte_hours
         FROM parts p CROSS JOIN LATERAL jsonb_each_text(p.by_storage_class) c
+        WHERE p.by_storage_class IS NOT NULL
         GROUP BY p.customer, p.month, c.key
     ) by_class
     GROUP BY customer, month
 ), coverage AS (
-    SELECT customer, min(greatest(valid_from, %(start)s)) AS seen_from FROM steps GROUP BY customer
-), used AS (
-    SELECT customer, to_timestamp(min(since) * 3600) AS covered_from, min(valid_from) AS first_figure,
-           max(valid_from) AS last_figure
-    FROM segments WHERE until > since GROUP BY customer
+    SELECT customer, min(greatest(valid_from, %(start)s)) AS seen_from,
+           to_timestamp(min(since) FILTER (WHERE until > since) * 3600) AS covered_from,
+           min(valid_from) FILTER (WHERE until > since) AS first_figure,
+           max(valid_from) FILTER (WHERE until > since) AS last_figure
+    FROM segments GROUP BY customer
 )
-SELECT c.customer, c.seen_from, u.covered_from, u.first_figure, u.last_figure,
+SELECT c.customer, c.seen_from, c.covered_from, c.first_figure, c.last_figure,
        array_remove(array_agg(m.month ORDER BY m.month), NULL) AS months,
        array_agg(m.images ORDER BY m.month) AS images,
        array_agg(m.artefacts ORDER BY m.month) AS artefacts,
@@ -234,10 +243,9 @@ SELECT c.customer, c.seen_from, u.covered_from, u.first_figure, u.last_figure,
        array_agg(m.billed ORDER BY m.month) AS billed,
        array_agg(cl.classes ORDER BY m.month) AS classes
 FROM coverage c
-LEFT JOIN used u ON u.customer = c.customer
 LEFT JOIN months m ON m.customer = c.customer
 LEFT JOIN classes cl ON cl.customer = m.customer AND cl.month = m.month
-GROUP BY c.customer, c.seen_from, u.covered_from, u.first_figure, u.last_figure
+GROUP BY c.customer, c.seen_from, c.covered_from, c.first_figure, c.last_figure
 ORDER BY c.customer;
 
 -- name: billing_gaps

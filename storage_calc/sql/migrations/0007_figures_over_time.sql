@@ -17,7 +17,6 @@ CREATE TABLE storage_calc.figure_commits (
     only_spaces int[],
     excluded_spaces int[]
 );
-CREATE INDEX figure_commits_customer ON storage_calc.figure_commits (customer, committed_at);
 
 -- Every (customer, space) that ever had a step, numbered, so that each step carries a 4-byte id
 -- and a report finds each space's step in force at the start of a period with one index probe.
@@ -48,6 +47,9 @@ CREATE TABLE storage_calc.space_figures (
     billed_bytes bigint,
     PRIMARY KEY (space_id, valid_from)
 );
--- The commits of a period, for every customer: rows are written in time order, so a BRIN
--- index of a few pages finds them.
+-- The commits of a period: rows are written in time order, so a BRIN index of a few pages finds
+-- them, for every customer or (filtered) for one; a B-tree on (customer, committed_at) would
+-- find one customer's faster and take a third of the table's size again.
 CREATE INDEX figure_commits_time ON storage_calc.figure_commits USING brin (committed_at);
+-- The steps within a period, for every customer: written in time order too.
+CREATE INDEX space_figures_time ON storage_calc.space_figures USING brin (valid_from);
