@@ -1047,34 +1047,47 @@ def _hour(moment: datetime) -> int:
 
 
 def billing_totals(
-    conn: Connection, period: Period, end: datetime, customer: int | None
+    conn: Connection, period: Period, end: datetime, customer: int | None, classes: bool = True
 ) -> tuple[list[Totals], dict[int, tuple[int, Gap | None]]]:
     """Every customer's (or one's) byte-hours over `period` up to `end`, summed by the
-    database, and each customer's commits in it and longest gap (see billing.from_totals)."""
+    database (by storage class too, where `classes`), and each customer's commits in it and
+    longest gap (see billing.from_totals)."""
     months = period.months()
     params = {
-        "start": period.start, "end": period.end, "customer": customer,
+        "start": period.start, "end": period.end, "customer": customer, "classes": classes,
         "start_h": _hour(period.start), "end_h": _hour(end),
         "month_from": [_hour(a) for a, _, _ in months],
         "month_to": [_hour(b) for _, b, _ in months],
     }  # fmt: skip
+    summed = [name for name in FIGURES if name != "stored"]
     with translated("summing the figures over time failed"):
         rows = execute(conn, "billing_totals", **params).fetchall()
-        totals = [
-            Totals(
-                customer=row[0], seen_from=row[1], covered_from=row[2], first_figure=row[3],
-                last_figure=row[4], months=row[5],
-                figures={
+        totals = []
+        for row in rows:
+            figures: dict[str, list[int | None]] = {}
+            if row[5]:
+                figures = {
                     name: [None if v is None else int(v) for v in values]
-                    for name, values in zip(FIGURES, row[6:15], strict=True)
-                    if row[5]
-                },
-                classes=[
-                    None if c is None else {k: int(v) for k, v in c.items()} for c in row[15]
-                ] if row[5] else [],
-            )
-            for row in rows
-        ]  # fmt: skip
+                    for name, values in zip(summed, row[6:14], strict=True)
+                }
+                figures["stored"] = [
+                    a + t + j  # type: ignore[operator]  # never None: sums of NOT NULL columns
+                    for a, t, j in zip(
+                        figures["artefacts"],
+                        figures["thumbnails"],
+                        figures["adjuncts"],
+                        strict=True,
+                    )
+                ]
+            totals.append(
+                Totals(
+                    customer=row[0], seen_from=row[1], covered_from=row[2], first_figure=row[3],
+                    last_figure=row[4], months=row[5], figures=figures,
+                    classes=[
+                        None if c is None else {k: int(v) for k, v in c.items()} for c in row[14]
+                    ] if row[5] else [],
+                )
+            )  # fmt: skip
         seen = execute(
             conn, "billing_gaps", customers=[t.customer for t in totals],
             seen=[t.seen_from for t in totals], start=period.start, end=end, one=customer,

@@ -43,6 +43,11 @@ class Prices:
     places: int
     classes: tuple[ClassPrice, ...]
 
+    @property
+    def by_class(self) -> bool:
+        """Whether a class is charged on its own current bytes, which needs them by class."""
+        return any(price.figure == "current" for price in self.classes)
+
     def cost(self, usage: Usage) -> Decimal:
         """What `usage` costs, from its exact GB-months, rounded to `places` (half up)."""
         total = Fraction(0)

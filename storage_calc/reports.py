@@ -215,12 +215,16 @@ def billable_storage(conn: db.Connection, customer: int | None) -> list[Billable
 
 
 def billing_usage(
-    conn: db.Connection, period: billing.Period, customer: int | None, per_space: bool
+    conn: db.Connection,
+    period: billing.Period,
+    customer: int | None,
+    per_space: bool,
+    classes: bool = True,
 ) -> tuple[datetime, list[billing.Usage]]:
     """What every customer (or `customer`; per space with `per_space`) stored over `period`,
     from one snapshot of the figures over time, reported up to the database clock's last whole
     hour: that hour, and the usages. Per space, the steps are summed here; per customer, by
-    the database."""
+    the database, with the byte-hours by storage class only where `classes`."""
     with db.snapshot(conn):
         now = db.server_now(conn)
         end = max(period.start, min(period.end, billing.floor_hour(now)))
@@ -228,7 +232,7 @@ def billing_usage(
             steps = db.billing_steps(conn, period.start, period.end, customer)
             commits = db.billing_commits(conn, period.start, end, customer)
             return end, billing.bill(period, steps, commits, now, per_space=True)
-        totals, gaps = db.billing_totals(conn, period, end, customer)
+        totals, gaps = db.billing_totals(conn, period, end, customer, classes)
     return end, billing.from_totals(period, now, totals, gaps)
 
 

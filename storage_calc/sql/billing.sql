@@ -170,6 +170,9 @@ FROM storage_calc.space_figures WHERE valid_from < %(before)s;
 -- at once. Times are hours since the epoch: a step counts from %(start_h)s or its first whole
 -- hour, until its space's next step does or %(end_h)s (the period's end, or the last whole hour
 -- of the database clock); the period's months are the hours %(month_from)s to %(month_to)s. The
+-- storage classes of the current bytes are summed only where %(classes)s (their JSON costs as
+-- much as every other figure together). `stored` is the sum of three figures, added up by the
+-- caller. The
 -- step in force at the start is one probe of the primary key per space; those within the
 -- period come from the BRIN index on valid_from, in one scan of the period's pages.
 WITH steps AS (
@@ -209,7 +212,6 @@ WITH steps AS (
     SELECT customer, month::int AS month,
            sum(images * hours) AS images, sum(artefact_bytes * hours) AS artefacts,
            sum(thumbnail_bytes * hours) AS thumbnails, sum(adjunct_bytes * hours) AS adjuncts,
-           sum((artefact_bytes + thumbnail_bytes + adjunct_bytes) * hours) AS stored,
            sum(current_bytes * hours) AS current, sum(noncurrent_bytes * hours) AS noncurrent,
            sum(incomplete_upload_bytes * hours) AS incomplete_uploads,
            sum(billed_bytes * hours) AS billed
@@ -219,7 +221,7 @@ WITH steps AS (
     FROM (
         SELECT p.customer, p.month, c.key AS name, sum(c.value::numeric * p.hours) AS byte_hours
         FROM parts p CROSS JOIN LATERAL jsonb_each_text(p.by_storage_class) c
-        WHERE p.by_storage_class IS NOT NULL
+        WHERE %(classes)s AND p.by_storage_class IS NOT NULL
         GROUP BY p.customer, p.month, c.key
     ) by_class
     GROUP BY customer, month
@@ -236,7 +238,6 @@ SELECT c.customer, c.seen_from, c.covered_from, c.first_figure, c.last_figure,
        array_agg(m.artefacts ORDER BY m.month) AS artefacts,
        array_agg(m.thumbnails ORDER BY m.month) AS thumbnails,
        array_agg(m.adjuncts ORDER BY m.month) AS adjuncts,
-       array_agg(m.stored ORDER BY m.month) AS stored,
        array_agg(m.current ORDER BY m.month) AS current,
        array_agg(m.noncurrent ORDER BY m.month) AS noncurrent,
        array_agg(m.incomplete_uploads ORDER BY m.month) AS incomplete_uploads,
