@@ -103,13 +103,27 @@ def generate(
     return time.perf_counter() - began
 
 
-def timed(repeat: int, operation: object) -> list[float]:
-    times = []
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process of this machine (the embedded server's backend)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(repeat: int, operation: object, backend: int) -> tuple[list[float], list[float]]:
+    """Wall times of `operation`, and the CPU times of this process and of the database
+    backend together: on a machine shared with other work the wall time grows with the load,
+    the CPU time much less."""
+    walls, cpus = [], []
     for _ in range(repeat):
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time() + cpu_seconds(backend)
         operation()  # type: ignore[operator]
-        times.append(time.perf_counter() - began)
-    return times
+        walls.append(time.perf_counter() - began)
+        cpus.append(time.process_time() + cpu_seconds(backend) - cpu)
+    return walls, cpus
+
+
+def load() -> str:
+    return "load average " + " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def main() -> None:
@@ -127,6 +141,7 @@ def main() -> None:
             with db.connect(url) as conn:
                 db.migrate(conn)
                 took = generate(conn, args.customers, args.spaces, args.nights, args.changing)
+                backend = db.backend_pid(conn)
                 print(
                     f"history: {args.customers:,} customers x {args.spaces} spaces, "
                     f"{args.nights} nights, {args.changing:g}% of spaces changing a night "
@@ -148,15 +163,18 @@ def main() -> None:
                             reports.billing_usage(conn, month, None, False, classes)[1], None,
                         )
                     )  # fmt: skip
-                    times = timed(args.repeat, report_all)
+                    times, cpus = timed(args.repeat, report_all, backend)
                     print(
                         f"report billing --month {month.start:%Y-%m}"
                         f"{' --csv (by storage class)' if classes else ' (a table)'}, every "
                         f"customer, in the process: median {statistics.median(times):.2f} s, "
-                        f"best {min(times):.2f} s ({args.repeat} runs)"
+                        f"best {min(times):.2f} s; CPU median {statistics.median(cpus):.2f} s "
+                        f"({args.repeat} runs, {load()})"
                     )
                 _, usages = reports.billing_usage(conn, month, None, False)
-                one = timed(args.repeat, lambda: reports.billing_usage(conn, month, 1, True))
+                one, _ = timed(
+                    args.repeat, lambda: reports.billing_usage(conn, month, 1, True), backend
+                )
                 print(
                     f"report billing --month {month.start:%Y-%m} --customer 1: median "
                     f"{statistics.median(one) * 1000:.1f} ms"
