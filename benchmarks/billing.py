@@ -7,10 +7,11 @@ writes would have left them, a year of nightly commits of every customer (betwee
 02:59, a customer at its own minute) and the steps of the spaces whose figures changed: every
 space on the first night, then `--changing` percent of them each night, drawn afresh every
 night. Every step carries billable figures too (the table's widest row, as a `--billable`
-nightly run leaves it). Prints the rows and the bytes of each table with its indexes
-(pg_total_relation_size), then times `report billing` over the last whole month of the history,
-for every customer (in the process, and as a `storage-calc` process of its own) and for one
-customer per space, and checks its byte-hours against the same sum computed in SQL.
+nightly run leaves it; `--platform-only` leaves them NULL). Prints the rows and the bytes of
+each table with its indexes (pg_total_relation_size), then times `report billing` over the
+last whole month of the history, for every customer (in the process, and as a `storage-calc`
+process of its own) and for one customer per space, and checks its byte-hours against the same
+sum computed in SQL.
 """
 
 from __future__ import annotations
@@ -46,9 +47,12 @@ ORDER BY d, c;
 -- Night d's commit of customer c is the (d * customers + c)th: identities follow the ORDER BY.
 INSERT INTO storage_calc.space_figures
 SELECT s.id, k.committed_at, k.id, v.images, v.artefacts, v.artefacts / 50, NULL,
-       v.artefacts + v.artefacts / 50,
-       jsonb_build_object('STANDARD', v.artefacts + v.artefacts / 50),
-       v.artefacts / 10, 0, v.artefacts + v.artefacts / 50 + v.artefacts / 10
+       CASE WHEN %(billable)s THEN v.artefacts + v.artefacts / 50 END,
+       CASE WHEN %(billable)s
+            THEN jsonb_build_object('STANDARD', v.artefacts + v.artefacts / 50) END,
+       CASE WHEN %(billable)s THEN v.artefacts / 10 END,
+       CASE WHEN %(billable)s THEN 0 END,
+       CASE WHEN %(billable)s THEN v.artefacts + v.artefacts / 50 + v.artefacts / 10 END
 FROM generate_series(0, %(nights)s - 1) d
 JOIN storage_calc.figure_spaces s
   ON d = 0 OR (hashint8(s.id::bigint * 1000003 + d) %% 10000 + 10000) %% 10000 < %(changing)s * 100
@@ -92,12 +96,17 @@ WHERE begins < %(end)s AND coalesce(ends, %(end)s) > %(start)s
 
 
 def generate(
-    conn: db.Connection, customers: int, spaces: int, nights: int, changing: float
+    conn: db.Connection,
+    customers: int,
+    spaces: int,
+    nights: int,
+    changing: float,
+    billable: bool = True,
 ) -> float:
     first = LAST_NIGHT - timedelta(days=nights - 1)
     began = time.perf_counter()
     params = {"customers": customers, "spaces": spaces, "nights": nights, "changing": changing,
-              "first": first}  # fmt: skip
+              "first": first, "billable": billable}  # fmt: skip
     for statement in GENERATE.split(";\n\n"):
         conn.execute(statement, params if "%(" in statement else None)
     return time.perf_counter() - began
@@ -133,6 +142,11 @@ def main() -> None:
     parser.add_argument("--nights", type=int, default=365)
     parser.add_argument("--changing", type=float, default=5.0, help="percent of spaces a night")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--platform-only",
+        action="store_true",
+        help="steps without billable figures, as runs without --billable leave them",
+    )
     args = parser.parse_args()
     month = billing.month_period(f"{LAST_NIGHT:%Y-%m}")
     with tempfile.TemporaryDirectory(prefix="storage-calc-billing-bench-") as tmp:
@@ -140,11 +154,15 @@ def main() -> None:
         try:
             with db.connect(url) as conn:
                 db.migrate(conn)
-                took = generate(conn, args.customers, args.spaces, args.nights, args.changing)
+                took = generate(
+                    conn, args.customers, args.spaces, args.nights, args.changing,
+                    billable=not args.platform_only,
+                )  # fmt: skip
                 backend = db.backend_pid(conn)
                 print(
                     f"history: {args.customers:,} customers x {args.spaces} spaces, "
-                    f"{args.nights} nights, {args.changing:g}% of spaces changing a night "
+                    f"{args.nights} nights, {args.changing:g}% of spaces changing a night, "
+                    f"{'platform figures only' if args.platform_only else 'billable figures too'} "
                     f"(generated in {took:.1f} s)"
                 )
                 total = 0

@@ -211,10 +211,20 @@ class Usage:
     last_figure: datetime | None
     commits: int
     longest_gap: Gap | None
-    # Exact GB-months, for prices: rounding each figure first would round a bill twice.
-    exact_gb_months: dict[str, Fraction] = field(repr=False, compare=False)
-    exact_class_gb_months: dict[str, Fraction] = field(repr=False, compare=False)
+    # The byte-hours of each month of the period, and the hours of those months, from which
+    # prices take exact GB-months: rounding each figure first would round a bill twice.
+    by_month: dict[str, list[int]] = field(repr=False, compare=False)
+    class_by_month: dict[str, list[int]] = field(repr=False, compare=False)
+    month_hours: tuple[int, ...] = field(repr=False, compare=False)
     cost: Decimal | None = None
+
+    def exact_gb_months(self) -> dict[str, Fraction]:
+        """The GB-months of each figure, exact."""
+        return _gb_months(self.by_month, self.month_hours)
+
+    def exact_class_gb_months(self) -> dict[str, Fraction]:
+        """The GB-months of the current bytes of each storage class, exact."""
+        return _gb_months(self.class_by_month, self.month_hours)
 
 
 class _Sums:
@@ -365,27 +375,44 @@ def _space_sums(
 
 
 def _gb_months(
-    by_month: Mapping[str, list[int]], months: list[tuple[datetime, datetime, int]]
+    by_month: Mapping[str, list[int]], month_hours: Sequence[int]
 ) -> dict[str, Fraction]:
-    if len(months) == 1:  # the usual period, a month: one division per figure
-        divisor = months[0][2] * GIB
-        return {name: Fraction(row[0], divisor) for name, row in by_month.items()}
     return {
         name: sum(
-            (
-                Fraction(value, hours * GIB)
-                for value, (_, _, hours) in zip(row, months, strict=True)
-            ),
+            (Fraction(value, hours * GIB) for value, hours in zip(row, month_hours, strict=True)),
             Fraction(0),
         )
         for name, row in by_month.items()
     }
 
 
+def _rounded_gb_months(
+    by_month: Mapping[str, list[int]], month_hours: Sequence[int]
+) -> dict[str, Decimal]:
+    """GB-months rounded half even to GB_MONTH_PLACES. A month's figure is one division of
+    Decimals, exact to 28 digits (byte-hours of up to 10^22 leave 16 of them); a period over
+    months adds exact fractions first."""
+    if len(month_hours) == 1:
+        divisor = Decimal(month_hours[0] * GIB)
+        return {
+            name: (Decimal(row[0]) / divisor).quantize(GB_MONTH_PLACES, ROUND_HALF_EVEN)
+            for name, row in by_month.items()
+        }
+    return {name: _rounded(value) for name, value in _gb_months(by_month, month_hours).items()}
+
+
 def _rounded(value: Fraction, places: Decimal = GB_MONTH_PLACES) -> Decimal:
     return (Decimal(value.numerator) / Decimal(value.denominator)).quantize(
         places, rounding=ROUND_HALF_EVEN
     )
+
+
+def _average(total: int, hours: int) -> int:
+    """`total / hours` rounded half even, in integers."""
+    quotient, remainder = divmod(total, hours)
+    if 2 * remainder > hours or (2 * remainder == hours and quotient % 2):
+        quotient += 1
+    return quotient
 
 
 def _usage(
@@ -398,29 +425,30 @@ def _usage(
     period: Period,
     end: datetime,
 ) -> Usage:
-    months = period.months()
+    month_hours = tuple(hours for _, _, hours in period.months())
     by_month = {name: sums.by_month[name] for name in FIGURES if name in sums.by_month}
+    classes = dict(sorted(sums.classes.items()))
     byte_hours = {name: sum(row) for name, row in by_month.items()}
-    class_byte_hours = {name: sum(row) for name, row in sorted(sums.classes.items())}
-    exact = _gb_months(by_month, months)
-    exact_classes = _gb_months(dict(sorted(sums.classes.items())), months)
+    rounded = _rounded_gb_months(by_month, month_hours)
+    rounded.pop("images", None)
     return Usage(
         customer=customer,
         space=space,
         space_level=space_level,
         end=end,
         byte_hours=byte_hours,
-        class_byte_hours=class_byte_hours,
-        gb_months={n: _rounded(v) for n, v in exact.items() if n != "images"},
-        class_gb_months={n: _rounded(v) for n, v in exact_classes.items()},
-        average={n: round(Fraction(v, period.hours)) for n, v in byte_hours.items()},
+        class_byte_hours={name: sum(row) for name, row in classes.items()},
+        gb_months=rounded,
+        class_gb_months=_rounded_gb_months(classes, month_hours),
+        average={n: _average(v, period.hours) for n, v in byte_hours.items()},
         hours_covered=(end - sums.covered_from) // HOUR if sums.covered_from else 0,
         first_figure=sums.first,
         last_figure=sums.last,
         commits=commits,
         longest_gap=longest_gap,
-        exact_gb_months=exact,
-        exact_class_gb_months=exact_classes,
+        by_month=by_month,
+        class_by_month=classes,
+        month_hours=month_hours,
     )
 
 

@@ -51,11 +51,12 @@ class Prices:
     def cost(self, usage: Usage) -> Decimal:
         """What `usage` costs, from its exact GB-months, rounded to `places` (half up)."""
         total = Fraction(0)
+        figures, classes = usage.exact_gb_months(), usage.exact_class_gb_months()
         for price in self.classes:
             if price.figure == "current":
-                gb_months = usage.exact_class_gb_months.get(price.storage_class, Fraction(0))
+                gb_months = classes.get(price.storage_class, Fraction(0))
             else:
-                gb_months = usage.exact_gb_months.get(price.figure, Fraction(0))
+                gb_months = figures.get(price.figure, Fraction(0))
             total += gb_months * Fraction(price.per_gb_month)
         return self.rounded(total)
 

@@ -63,7 +63,7 @@ def test_a_period_over_two_months_divides_each_hour_by_its_own_month() -> None:
     period = Period(at("2027-01-31 00:00"), at("2027-02-02 00:00"))
     [usage] = bill(period, [step(2, 5, "2027-01-01 00:00", artefact_bytes=GIB)], [], LATER)
     assert usage.byte_hours["artefacts"] == 48 * GIB
-    assert usage.exact_gb_months["artefacts"] == Fraction(24, 31 * 24) + Fraction(24, 28 * 24)
+    assert usage.exact_gb_months()["artefacts"] == Fraction(24, 31 * 24) + Fraction(24, 28 * 24)
 
 
 def test_a_customer_created_mid_month_counts_from_its_first_figure() -> None:

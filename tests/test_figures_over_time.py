@@ -420,8 +420,8 @@ def test_the_database_sums_every_customer_as_the_library_does_step_by_step(
     steps_ = db.billing_steps(conn, period.start, period.end, None)
     commits_ = db.billing_commits(conn, period.start, period.end, None)
     assert summed == bill(period, steps_, commits_, now)
-    assert [u.exact_gb_months for u in summed] == [
-        u.exact_gb_months for u in bill(period, steps_, commits_, now)
+    assert [u.exact_gb_months() for u in summed] == [
+        u.exact_gb_months() for u in bill(period, steps_, commits_, now)
     ]
 
 
