@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import threading
 import time
@@ -1063,29 +1064,29 @@ def billing_totals(
     with translated("summing the figures over time failed"):
         rows = execute(conn, "billing_totals", **params).fetchall()
         totals = []
-        for row in rows:
-            figures: dict[str, list[int | None]] = {}
-            if row[5]:
-                figures = {
-                    name: [None if v is None else int(v) for v in values]
-                    for name, values in zip(summed, row[6:14], strict=True)
-                }
-                figures["stored"] = [
-                    a + t + j  # type: ignore[operator]  # never None: sums of NOT NULL columns
-                    for a, t, j in zip(
-                        figures["artefacts"],
-                        figures["thumbnails"],
-                        figures["adjuncts"],
-                        strict=True,
-                    )
-                ]
+        for _, group in itertools.groupby(rows, key=lambda row: row[0]):
+            first, *others = group
+            months_ = [row for row in (first, *others) if row[5] is not None]
+            figures: dict[str, list[int | None]] = {
+                name: [None if row[6 + i] is None else int(row[6 + i]) for row in months_]
+                for i, name in enumerate(summed)
+            }
+            figures["stored"] = [
+                a + t + j  # type: ignore[operator]  # never None: sums of NOT NULL columns
+                for a, t, j in zip(
+                    figures["artefacts"], figures["thumbnails"], figures["adjuncts"], strict=True
+                )
+            ]
             totals.append(
                 Totals(
-                    customer=row[0], seen_from=row[1], covered_from=row[2], first_figure=row[3],
-                    last_figure=row[4], months=row[5], figures=figures,
+                    customer=first[0], seen_from=first[1], covered_from=first[2],
+                    first_figure=first[3], last_figure=first[4],
+                    months=[row[5] for row in months_],
+                    figures=figures if months_ else {},
                     classes=[
-                        None if c is None else {k: int(v) for k, v in c.items()} for c in row[14]
-                    ] if row[5] else [],
+                        None if row[14] is None else {k: int(v) for k, v in row[14].items()}
+                        for row in months_
+                    ],
                 )
             )  # fmt: skip
         seen = execute(

@@ -172,7 +172,8 @@ FROM storage_calc.space_figures WHERE valid_from < %(before)s;
 -- of the database clock); the period's months are the hours %(month_from)s to %(month_to)s. The
 -- storage classes of the current bytes are summed only where %(classes)s (their JSON costs as
 -- much as every other figure together). `stored` is the sum of three figures, added up by the
--- caller. The
+-- caller. One row per customer and month with figures (one with a NULL month for a customer
+-- without any), by customer and month. The
 -- step in force at the start is one probe of the primary key per space; those within the
 -- period come from the BRIN index on valid_from, in one scan of the period's pages.
 WITH steps AS (
@@ -201,7 +202,7 @@ WITH steps AS (
            least(coalesce(lead(st.hour) OVER (PARTITION BY st.space_id ORDER BY st.valid_from),
                           %(end_h)s), %(end_h)s) AS until
     FROM steps st
-), parts AS (
+), parts AS NOT MATERIALIZED (
     SELECT sg.*, m.month, (least(sg.until, m.upto) - greatest(sg.since, m.since))::numeric AS hours
     FROM segments sg
     JOIN unnest(%(month_from)s::bigint[], %(month_to)s::bigint[]) WITH ORDINALITY
@@ -232,22 +233,13 @@ WITH steps AS (
            max(valid_from) FILTER (WHERE until > since) AS last_figure
     FROM segments GROUP BY customer
 )
-SELECT c.customer, c.seen_from, c.covered_from, c.first_figure, c.last_figure,
-       array_remove(array_agg(m.month ORDER BY m.month), NULL) AS months,
-       array_agg(m.images ORDER BY m.month) AS images,
-       array_agg(m.artefacts ORDER BY m.month) AS artefacts,
-       array_agg(m.thumbnails ORDER BY m.month) AS thumbnails,
-       array_agg(m.adjuncts ORDER BY m.month) AS adjuncts,
-       array_agg(m.current ORDER BY m.month) AS current,
-       array_agg(m.noncurrent ORDER BY m.month) AS noncurrent,
-       array_agg(m.incomplete_uploads ORDER BY m.month) AS incomplete_uploads,
-       array_agg(m.billed ORDER BY m.month) AS billed,
-       array_agg(cl.classes ORDER BY m.month) AS classes
+SELECT c.customer, c.seen_from, c.covered_from, c.first_figure, c.last_figure, m.month,
+       m.images, m.artefacts, m.thumbnails, m.adjuncts, m.current, m.noncurrent,
+       m.incomplete_uploads, m.billed, cl.classes
 FROM coverage c
 LEFT JOIN months m ON m.customer = c.customer
 LEFT JOIN classes cl ON cl.customer = m.customer AND cl.month = m.month
-GROUP BY c.customer, c.seen_from, c.covered_from, c.first_figure, c.last_figure
-ORDER BY c.customer;
+ORDER BY c.customer, m.month;
 
 -- name: billing_gaps
 -- Per customer of %(customers)s, seen from %(seen)s on: its commits from %(start)s up to
