@@ -438,6 +438,7 @@ def finish_customer(job: Job, database: db.Database, pending: Pending) -> Custom
                 dry_run=job.dry_run,
                 lock_holder=holder,
                 billable=listed.billable,
+                run_id=database.run_id,
             )
             pending.write_seconds = round(time.monotonic() - writing, 3)
             database.written(pending.customer)

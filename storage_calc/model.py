@@ -531,3 +531,15 @@ class SchemaStatus:
     has_schema: bool
     applied: tuple[int, ...]
     pending: tuple[Migration, ...]
+
+
+@dataclass(frozen=True)
+class PrunedFigures:
+    """What `prune_figures` did: the steps and commits from before `before` it deleted, and
+    the steps it kept from before then (the latest of each of `kept_spaces`)."""
+
+    before: datetime
+    deleted_steps: int
+    deleted_commits: int
+    kept_steps: int
+    kept_spaces: int

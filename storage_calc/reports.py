@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from storage_calc import db
+from storage_calc import billing, db
 
 
 @dataclass(frozen=True)
@@ -212,6 +212,28 @@ def billable_storage(conn: db.Connection, customer: int | None) -> list[Billable
     return db.fetch(
         conn, "billable_report", BillableStorage, "the billable bytes", customer=customer
     )
+
+
+def billing_usage(
+    conn: db.Connection,
+    period: billing.Period,
+    customer: int | None,
+    per_space: bool,
+    classes: bool = True,
+) -> tuple[datetime, list[billing.Usage]]:
+    """What every customer (or `customer`; per space with `per_space`) stored over `period`,
+    from one snapshot of the figures over time, reported up to the database clock's last whole
+    hour: that hour, and the usages. Per space, the steps are summed here; per customer, by
+    the database, with the byte-hours by storage class only where `classes`."""
+    with db.snapshot(conn):
+        now = db.server_now(conn)
+        end = max(period.start, min(period.end, billing.floor_hour(now)))
+        if per_space:
+            steps = db.billing_steps(conn, period.start, period.end, customer)
+            commits = db.billing_commits(conn, period.start, end, customer)
+            return end, billing.bill(period, steps, commits, now, per_space=True)
+        totals, gaps = db.billing_totals(conn, period, end, customer, classes)
+    return end, billing.from_totals(period, now, totals, gaps)
 
 
 def as_json(row: Any) -> dict[str, Any]:

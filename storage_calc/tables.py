@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from storage_calc import reports
-from storage_calc.model import Migration, SchemaStatus
+from storage_calc.model import Migration, PrunedFigures, SchemaStatus
 
 _UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 
@@ -248,3 +248,21 @@ def schema_status(status: SchemaStatus, migrations: Sequence[Migration]) -> list
     todo += [f"apply {m.version:04d}_{m.name}" for m in status.pending]
     lines.append("db migrate would: " + ("; ".join(todo) if todo else "nothing, it is up to date"))
     return lines
+
+
+def pruned_figures(pruned: PrunedFigures, open_month: datetime) -> list[str]:
+    """The lines of `db prune` about the figures over time: what it deleted, and what it kept
+    from before the time it pruned to, and why."""
+    before = format_time(pruned.before)
+    month = f"{open_month:%Y-%m}"
+    needs = (
+        f"the figures in force when the open month {month} starts"
+        if pruned.before == open_month
+        else f"the figures in force at {before} UTC; the open month {month} needs none older"
+    )
+    return [
+        f"deleted {pruned.deleted_steps} steps and {pruned.deleted_commits} commits of figures "
+        f"over time from before {before} UTC",
+        f"kept {pruned.kept_steps} steps from before {before} UTC, the latest of each of "
+        f"{pruned.kept_spaces} spaces: {needs}",
+    ]

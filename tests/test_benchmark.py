@@ -100,3 +100,17 @@ def test_a_dataset_holds_every_odd_kind_of_name_and_the_strays() -> None:
     assert data.outside == len(STRAYS) + sum(
         1 for key in data.storage if key.startswith("transient/")
     )
+
+
+def test_the_billing_benchmark_runs_and_its_byte_hours_match_a_sum_in_sql() -> None:
+    command = [sys.executable, "-m", "benchmarks.billing", "--customers", "20", "--spaces", "3",
+               "--nights", "40", "--repeat", "1"]  # fmt: skip
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("history: 20 customers x 3 spaces, 40 nights")
+    assert any(line.split()[:3] == ["figure_commits", "800", "rows"] for line in lines)
+    assert any(line.startswith("report billing --month 2026-11 (a table), every") for line in lines)
+    assert any(line.startswith("report billing --month 2026-11 --csv (by") for line in lines)
+    assert any(line.startswith("byte-hours: equal to the sum computed in SQL") for line in lines)
+    assert lines[-1].startswith("storage-calc report billing --month 2026-11 --csv, a process")

@@ -110,12 +110,16 @@ def test_the_projects_own_tables_are_in_their_own_schema(conn: psycopg.Connectio
         ("customer_orphans", "VIEW"),
         ("customer_runs", "BASE TABLE"),
         ("customer_usage", "VIEW"),
+        ("figure_commits", "BASE TABLE"),
+        ("figure_spaces", "BASE TABLE"),
         ("largest_spaces", "VIEW"),
         ("migrations", "BASE TABLE"),
+        ("monthly_gb_months", "VIEW"),
         ("orphans", "BASE TABLE"),
         ("run_drift", "VIEW"),
         ("runs", "BASE TABLE"),
         ("runs_per_day", "VIEW"),
+        ("space_figures", "BASE TABLE"),
     ]
 
 

@@ -45,7 +45,7 @@ def test_only_the_scope_and_dry_run_options_have_no_variable_and_help_says_so() 
                 assert param.show_envvar, (path, param.name)
     assert command_line_only == {
         "--customer", "--space", "--asset", "--shard", "--shards", "--dry-run",
-        "--no-auth", "--admin",
+        "--no-auth", "--admin", "--month", "--from", "--to",
     }  # fmt: skip
 
 

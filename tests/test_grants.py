@@ -9,6 +9,7 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -204,6 +205,7 @@ def test_serve_reads_under_the_read_role(with_customers: None, computed: Roles) 
         ["report", "misfiled", "--json"],
         ["report", "quota", "--json"],
         ["report", "billable", "--json"],
+        ["report", "billing", "--month", f"{datetime.now(UTC):%Y-%m}", "--json"],
         ["db", "status"],
     ],
 )

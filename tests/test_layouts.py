@@ -472,3 +472,22 @@ def test_an_inventory_gives_the_figures_of_a_listing_in_every_layout(
     assert [(r.objects, r.bytes, r.orphans) for r in read.customers] == [
         (r.objects, r.bytes, r.orphans) for r in listed.customers
     ]
+
+
+def test_each_space_is_stepped_with_its_adjunct_bytes_where_the_layout_has_them(
+    platform: None, layout: Layout, layout_url: str, s3: S3Client, conn: Conn
+) -> None:
+    run(layout_url, s3)
+    run(layout_url, s3)
+    steps = conn.execute(
+        "SELECT s.space, f.images, f.artefact_bytes, f.thumbnail_bytes, f.adjunct_bytes"
+        " FROM storage_calc.space_figures f JOIN storage_calc.figure_spaces s ON s.id = f.space_id"
+        " WHERE s.customer = 2 ORDER BY s.space"
+    ).fetchall()
+    rows = customer_storage(conn)
+    del rows[layout.customer_space]
+    assert steps == [
+        (space, *figures[:3], figures[4] if layout.space_adjuncts else None)
+        for space, figures in sorted(rows.items())
+    ]
+    assert conn.execute("SELECT count(*) FROM storage_calc.figure_commits").fetchone() == (2,)

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from storage_calc import db, logs, tables
+from storage_calc import billing, db, logs, tables
 from storage_calc.cli import compute, read
 from storage_calc.cli.options import EXIT_FAILED, ParsedParam, connected, database_option, option
 from storage_calc.config import parse_age
@@ -148,21 +148,30 @@ def grants_command(job_role: str, read_role: str, **params: Any) -> None:
     required=True,
     metavar="AGE",
     type=ParsedParam("AGE", parse_age),
-    help="Delete the runs started longer ago than this: a number and h, d or w, such as 90d.",
+    help="Delete the runs started longer ago than this, and the figures over time that no "
+    "month still open needs: a number and h, d or w, such as 90d.",
 )
 @database_option
 def prune(older_than: timedelta, **params: Any) -> None:
     """Delete old run history: runs, with the changes, orphans and customer results they
-    recorded. The figures themselves are never touched.
+    recorded; and the figures over time from before the same age, but those a month not yet
+    closed needs (all of the current month's, and each space's latest step from before it)
+    and each space's latest step, which later periods start from. The platform's figures are
+    never touched.
 
     \b
     Example:
         storage-calc db prune --older-than 90d
     """
     with connected(params) as conn:
-        before = db.server_now(conn) - older_than
+        now = db.server_now(conn)
+        before = now - older_than
         deleted = db.prune_runs(conn, before)
+        open_month = billing.month_start(now)
+        figures = db.prune_figures(conn, min(before, open_month))
     click.echo(f"deleted {deleted} runs started before {tables.format_time(before)} UTC", err=True)
+    for line in tables.pruned_figures(figures, open_month):
+        click.echo(line, err=True)
 
 
 for command in (

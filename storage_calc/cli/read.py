@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import click
 
-from storage_calc import auth, db, jsonld, reports, resources, tables
+from storage_calc import (
+    auth,
+    billing,
+    billing_formats,
+    db,
+    jsonld,
+    prices,
+    reports,
+    resources,
+    tables,
+)
 from storage_calc.cli.options import (
     ASSET,
     CUSTOMER,
@@ -275,6 +285,107 @@ def report_billable(customer: int | None, as_json: bool, **params: Any) -> None:
     with connected(params) as conn:
         rows = reports.billable_storage(conn, customer)
     print_rows(rows, as_json, "no billable bytes recorded")
+
+
+def _period(
+    month: billing.Period | None, start: datetime | None, end: datetime | None
+) -> billing.Period:
+    """The period of --month, or of --from and --to."""
+    if month is not None:
+        if start is not None or end is not None:
+            raise Failure("give either --month or --from and --to", EXIT_USAGE)
+        return month
+    if start is None or end is None:
+        raise Failure("give --month, or both --from and --to", EXIT_USAGE)
+    with reported():
+        return billing.Period(start, end)
+
+
+def _prices(path: Path | None) -> prices.Prices | None:
+    if path is None:
+        return None
+    try:
+        text = path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Failure(f"cannot read the prices file {path}: {exc}", EXIT_USAGE) from exc
+    with reported():
+        return prices.parse_prices(text, str(path))
+
+
+@report_group.command("billing")
+@command_line_option(
+    "--month",
+    type=ParsedParam("YYYY-MM", billing.month_period),
+    metavar="YYYY-MM",
+    help="The calendar month (UTC) to bill, such as 2026-11.",
+)
+@command_line_option(
+    "--from",
+    "start",
+    type=ParsedParam("TIME", billing.parse_hour),
+    metavar="TIME",
+    help="Instead of --month: the period's start, a whole hour in UTC (2026-11-03T05).",
+)
+@command_line_option(
+    "--to",
+    "end",
+    type=ParsedParam("TIME", billing.parse_hour),
+    metavar="TIME",
+    help="With --from: the period's end (not included), a whole hour in UTC.",
+)
+@command_line_option("--customer", type=CUSTOMER, help="Only this customer, one row per space.")
+@option(
+    "--prices",
+    "prices_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE",
+    help="A TOML file of prices per GB-month and storage class: adds each row's cost and the "
+    "total (README, Billing).",
+)
+@json_option
+@option(
+    "--csv", "as_csv", is_flag=True, help="Print CSV for invoicing systems, with exact byte-hours."
+)
+@database_option
+def report_billing(
+    month: billing.Period | None,
+    start: datetime | None,
+    end: datetime | None,
+    customer: int | None,
+    prices_file: Path | None,
+    as_json: bool,
+    as_csv: bool,
+    **params: Any,
+) -> None:
+    """Show what each customer stored over a billing period, as AWS bills storage: byte-hours
+    over the period divided by the hours of the month, in GB-months of 2^30 bytes, per figure
+    (artefacts, thumbnails, adjuncts, their sum `stored`, and the billable figures of
+    --billable runs), with the hours covered by figures, the first and last figure used and
+    the longest time without a run. With --customer, one row per space.
+
+    \b
+    Examples:
+        storage-calc report billing --month 2026-11
+        storage-calc report billing --from 2026-11-01T00 --to 2026-11-15T00 --customer 7
+        storage-calc report billing --month 2026-11 --prices prices.toml --csv > bill.csv
+    """
+    if as_json and as_csv:
+        raise Failure("give either --json or --csv", EXIT_USAGE)
+    period = _period(month, start, end)
+    priced = _prices(prices_file)
+    with connected(params) as conn:
+        # The table shows no storage class: only JSON, CSV and prices by class need them.
+        classes = as_json or as_csv or (priced is not None and priced.by_class)
+        reported_to, usages = reports.billing_usage(
+            conn, period, customer, customer is not None, classes
+        )
+    report = billing_formats.report_of(period, reported_to, customer is not None, usages, priced)
+    if as_json:
+        click.echo(billing_formats.as_json(report))
+    elif as_csv:
+        click.echo(billing_formats.csv_text(report), nl=False)
+    else:
+        click.echo(billing_formats.table(report))
 
 
 @click.command("serve")

@@ -3,7 +3,8 @@
 Split along its callers' lines: `connection` (statements by name, connecting, errors),
 `schema` (`db migrate`, `db status`, the layout), `sessions` (locks, flags and the run's
 connections), `registry` (reads of `"Images"`), `figures` (staging and writing the figures),
-`history` (the run history), `reads` (`show`, `serve` and the reports) and `ingest` (assets
+`history` (the run history and its pruning), `billing` (the figures over time for `report
+billing`), `reads` (`show`, `serve` and the reports) and `ingest` (assets
 registered as the platform registers them, for the demo, tests and benchmarks). Callers use
 the names below, `db.connect`, `db.write_staged` and so on; `pool` (the API's connections) is
 imported by the API alone, since psycopg_pool comes with the `api` extra.
@@ -11,6 +12,12 @@ imported by the API alone, since psycopg_pool comes with the `api` extra.
 
 from __future__ import annotations
 
+from storage_calc.db.billing import (
+    billing_commits,
+    billing_steps,
+    billing_totals,
+    snapshot,
+)
 from storage_calc.db.connection import (
     CONNECT_TIMEOUT_S,
     SESSION_ENDED,
@@ -34,11 +41,13 @@ from storage_calc.db.figures import (
     stage_csv,
     stage_figures,
     start_staging,
+    step_figures,
     write_billable,
     write_staged,
 )
 from storage_calc.db.history import (
     finish_run,
+    prune_figures,
     prune_runs,
     record_customer,
     start_run,
@@ -111,6 +120,9 @@ __all__ = [
     "all_customers",
     "asset_counts",
     "backend_pid",
+    "billing_commits",
+    "billing_steps",
+    "billing_totals",
     "clear_staging",
     "connect",
     "connection_options",
@@ -129,6 +141,7 @@ __all__ = [
     "migrations",
     "misfiled",
     "platform_tables",
+    "prune_figures",
     "prune_runs",
     "queries",
     "query",
@@ -139,11 +152,13 @@ __all__ = [
     "schema_status",
     "server_now",
     "set_in_progress",
+    "snapshot",
     "sql_file",
     "stage_csv",
     "stage_figures",
     "start_run",
     "start_staging",
+    "step_figures",
     "storage_policy",
     "stream_registry",
     "translated",

@@ -34,8 +34,8 @@ SESSION_ENDED = ("57P01", "57P02", "57P03")
 
 @cache
 def queries() -> dict[str, str]:
-    """The named queries of sql/queries.sql and sql/access.sql, by name."""
-    return sqlfiles.named_statements("queries.sql", "access.sql")
+    """The named queries of sql/queries.sql, sql/access.sql and sql/billing.sql, by name."""
+    return sqlfiles.named_statements("queries.sql", "access.sql", "billing.sql")
 
 
 @cache

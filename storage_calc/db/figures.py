@@ -100,6 +100,7 @@ def write_staged(
     dry_run: bool,
     lock_holder: int | None = None,
     billable: Sequence[Billable] | None = None,
+    run_id: int | None = None,
 ) -> tuple[ScopeChange, ...]:
     """Writes a scope's staged figures (`staged` rows) in one transaction and returns the rows
     whose figures changed.
@@ -111,8 +112,8 @@ def write_staged(
     write first checks, in its transaction, that this session still holds the lock. It then
     takes the customer's commit lock, so that the shards writing different spaces of one
     customer refresh its customer-level row one after the other. `billable` rows, where the run
-    computed them, replace the scope's in the same transaction. A dry run does all of it and
-    rolls back.
+    computed them, replace the scope's in the same transaction, and the scope's spaces are
+    stepped (`step_figures`, recording `run_id`) last. A dry run does all of it and rolls back.
     """
     params = {
         "customer": customer,
@@ -150,6 +151,7 @@ def write_staged(
             execute(conn, name, layout, **params)
         if billable is not None:
             write_billable(conn, customer, spaces, billable, checked)
+        step_figures(conn, layout, customer, spaces, run_id, billable=billable is not None)
         after = _customer_rows(conn, layout, customer)
     return tuple(
         ScopeChange(
@@ -162,6 +164,36 @@ def write_staged(
         for s, row in after.items()
         if s not in before or before[s].figures != row.figures
     )
+
+
+def step_figures(
+    conn: Connection,
+    layout: Layout,
+    customer: int,
+    spaces: Spaces,
+    run_id: int | None,
+    billable: bool,
+) -> datetime:
+    """Records a commit of the customer's `spaces` and gives each of them whose figures changed
+    a step from then on (storage_calc.space_figures), inside the caller's transaction: the
+    figures it has just written, and the billable ones where `billable` (else carried over).
+    Returns the commit's time."""
+    params = {
+        "customer": customer,
+        "run_id": run_id,
+        **spaces.params(),
+        "whole": spaces.whole,
+        "first_space": layout.first_space,
+        "billable": billable,
+    }
+    commit = execute(conn, "insert_figure_commit", **params).fetchone()
+    assert commit is not None  # an INSERT ... RETURNING of one row
+    commit_id, committed_at = commit
+    execute(conn, "insert_figure_spaces", **params)
+    execute(
+        conn, "step_space_figures", layout, **params, commit_id=commit_id, committed_at=committed_at
+    )
+    return committed_at  # type: ignore[no-any-return]  # psycopg's rows are tuples of Any
 
 
 def _empty(layout: Layout) -> Figures:

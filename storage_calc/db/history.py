@@ -17,6 +17,7 @@ from storage_calc.db.sessions import (
 from storage_calc.model import (
     CustomerResult,
     Outcome,
+    PrunedFigures,
     RunReport,
     Scope,
 )
@@ -122,3 +123,14 @@ def prune_runs(conn: Connection, before: datetime) -> int:
     results; returns how many runs were deleted."""
     with translated("pruning the run history failed"), conn.transaction():
         return execute(conn, "prune_runs", before=before).rowcount
+
+
+def prune_figures(conn: Connection, before: datetime) -> PrunedFigures:
+    """Deletes the figures over time from before `before` that no period from then on needs:
+    every step but the latest of each space, and the commits but those of the steps kept."""
+    with translated("pruning the figures over time failed"), conn.transaction():
+        steps = execute(conn, "prune_steps", before=before).rowcount
+        commits = execute(conn, "prune_commits", before=before).rowcount
+        kept = execute(conn, "steps_kept", before=before).fetchone()
+    assert kept is not None  # an aggregate: always one row
+    return PrunedFigures(before, steps, commits, kept[0], kept[1])

@@ -93,3 +93,45 @@ SELECT l.customer,
 FROM latest l
 LEFT JOIN storage_calc.orphans o ON o.run_id = l.run_id AND o.customer = l.customer
 GROUP BY l.customer, l.run_id, l.finished;
+
+-- GB-months per customer and calendar month (UTC) from the figures over time, as `report
+-- billing --month` computes them: each hour charged the figures in force at its start, the open
+-- month up to the last whole hour of the database clock, divided by the hours of the month and
+-- by 2^30. Hours are counted since the epoch, so that the session's time zone changes nothing.
+CREATE VIEW storage_calc.monthly_gb_months AS
+WITH steps AS (
+    SELECT s.customer,
+           f.artefact_bytes + f.thumbnail_bytes + coalesce(f.adjunct_bytes, 0) AS stored_bytes,
+           f.billed_bytes,
+           ceil(extract(epoch FROM f.valid_from) / 3600)::bigint AS since,
+           coalesce(lead(ceil(extract(epoch FROM f.valid_from) / 3600)::bigint)
+                        OVER (PARTITION BY f.space_id ORDER BY f.valid_from),
+                    floor(extract(epoch FROM now()) / 3600)::bigint) AS until
+    FROM storage_calc.space_figures f
+    JOIN storage_calc.figure_spaces s ON s.id = f.space_id
+), parts AS (
+    SELECT st.customer, st.stored_bytes, st.billed_bytes, m.month,
+           least(st.until, m.upto) - greatest(st.since, m.since) AS hours, m.upto - m.since AS month_hours
+    FROM steps st
+    CROSS JOIN LATERAL (
+        SELECT g.month, extract(epoch FROM g.month)::bigint / 3600 AS since,
+               extract(epoch FROM g.month + interval '1 month')::bigint / 3600 AS upto
+        FROM generate_series(
+            date_trunc('month', to_timestamp(st.since * 3600) AT TIME ZONE 'UTC'),
+            to_timestamp((st.until - 1) * 3600) AT TIME ZONE 'UTC',
+            interval '1 month'
+        ) AS g(month)
+    ) m
+    WHERE st.until > st.since
+)
+SELECT month AT TIME ZONE 'UTC' AS month,
+       customer,
+       sum(stored_bytes::numeric * hours) AS stored_byte_hours,
+       round(sum(stored_bytes::numeric * hours) / (max(month_hours) * 1073741824::numeric), 6)
+           AS stored_gb_months,
+       sum(billed_bytes::numeric * hours) AS billed_byte_hours,
+       round(sum(billed_bytes::numeric * hours) / (max(month_hours) * 1073741824::numeric), 6)
+           AS billed_gb_months
+FROM parts
+WHERE hours > 0
+GROUP BY month, customer;
