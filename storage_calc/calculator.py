@@ -98,15 +98,15 @@ def run(
     try:
         layout = database.retried(db.detect_layout)
         check_scope(scope, layout)
-        with contextlib.ExitStack() as reports:
+        with contextlib.ExitStack() as stack:
             stop = stop or threading.Event()
             progress = progress or RunProgress()
-            pool = reports.enter_context(
+            pool = stack.enter_context(
                 ThreadPoolExecutor(settings.workers, thread_name_prefix="list")
             )
             source: Source
             if settings.source == "inventory":
-                source = reports.enter_context(opened(settings, s3, layout, stop))
+                source = stack.enter_context(opened(settings, s3, layout, stop))
             else:
                 source = Listing(settings, layout, s3, pool, stop, progress)
             started = database.retried(db.server_now)
