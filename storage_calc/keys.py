@@ -82,6 +82,11 @@ def space_prefix(customer: int, space: int) -> str:
     return f"{customer}/{space}/"
 
 
+def scope_prefix(customer: int, space: int | None) -> str:
+    """The prefix of `customer`'s space, or of the whole customer where `space` is None."""
+    return customer_prefix(customer) if space is None else space_prefix(customer, space)
+
+
 ADJUNCTS = "/adjuncts/"
 
 

@@ -7,11 +7,13 @@ which kind it has.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 from storage_calc import db
+from storage_calc.errors import Interrupted
 from storage_calc.model import AssetKey, Billable, ScopeSums, Spaces, Uncounted
 from storage_calc.rollup import Tally
 
@@ -23,6 +25,13 @@ class Outside:
 
     tally: Tally
     uncounted: list[Uncounted] = field(default_factory=list)
+
+
+def check_stop(stop: threading.Event | None) -> None:
+    """Raises Interrupted once `stop` is set: what every source does between two pages of a
+    listing, so that a stop ends the customer in progress with nothing written."""
+    if stop is not None and stop.is_set():
+        raise Interrupted("interrupted before its figures were written")
 
 
 class Source(Protocol):

@@ -20,7 +20,7 @@ from storage_calc import db
 from storage_calc.billable import BillableTally, billing_classes, in_scope
 from storage_calc.config import Settings
 from storage_calc.errors import ConfigError, Interrupted, InventoryError
-from storage_calc.keys import customer_prefix, space_prefix
+from storage_calc.keys import scope_prefix
 from storage_calc.model import (
     AssetKey,
     Billable,
@@ -31,7 +31,7 @@ from storage_calc.model import (
     ScopeSums,
     Spaces,
 )
-from storage_calc.sources import Outside
+from storage_calc.sources import Outside, check_stop
 from storage_calc.sources.inventory import Report, check_age, download_report, latest_report
 from storage_calc.sources.inventory_sums import MISSING_LIBRARY, InventorySums, ReportFiles
 from storage_calc.sources.listing import S3Client
@@ -87,15 +87,13 @@ class Inventory:
         tally = BillableTally()
         for space, cls, latest, marker, count, size, billed in self.sums.versions(customer):
             tally.add_versions((customer, space), cls, latest, marker, count, size, billed)
-        one = spaces.one
-        prefix = customer_prefix(customer) if one is None else space_prefix(customer, one)
+        prefix = scope_prefix(customer, spaces.one)
         uploads_of(self.s3, self.settings.locations, prefix, tally, self.counted)
         return tuple(row for row in tally.rows() if in_scope(row, customer, spaces))
 
     def counted(self, page: T, objects: int) -> T:
         """A page of unfinished uploads; Interrupted once a stop is requested."""
-        if self.stop is not None and self.stop.is_set():
-            raise Interrupted("interrupted before its figures were written")
+        check_stop(self.stop)
         return page
 
 

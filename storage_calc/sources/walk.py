@@ -20,13 +20,13 @@ import structlog
 from storage_calc import db
 from storage_calc.billable import BillableTally, in_scope
 from storage_calc.config import Settings
-from storage_calc.errors import Interrupted, ListingError
-from storage_calc.keys import customer_prefix, parse_int, space_prefix
+from storage_calc.errors import ListingError
+from storage_calc.keys import customer_prefix, parse_int, scope_prefix, space_prefix
 from storage_calc.model import AssetKey, Billable, Layout, Location, ScopeSums, Spaces, Uncounted
 from storage_calc.progress import RunProgress
 from storage_calc.ranges import EmptyBeyond, KeyRange, RangeCut, registry_slices
 from storage_calc.rollup import Tally
-from storage_calc.sources import Outside
+from storage_calc.sources import Outside, check_stop
 from storage_calc.sources.listing import Page, S3Client, list_pages
 from storage_calc.sources.versions import billable_of
 
@@ -121,8 +121,7 @@ class Listing:
     def counted(self, page: T, objects: int) -> T:
         """`page`, of `objects` objects, added to the progress; Interrupted once a stop is
         requested."""
-        if self.stop.is_set():
-            raise Interrupted("interrupted before its figures were written")
+        check_stop(self.stop)
         self.progress.listed(objects)
         return page
 
@@ -200,8 +199,7 @@ class Listing:
         """Every version, delete marker and unfinished upload of the customer's `spaces`,
         the locations listed at once; the row of the keys outside any space belongs to a run
         of every space."""
-        one = spaces.one
-        prefix = customer_prefix(customer) if one is None else space_prefix(customer, one)
+        prefix = scope_prefix(customer, spaces.one)
 
         def listed(location: Location) -> BillableTally:
             tally = BillableTally()
