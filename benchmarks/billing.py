@@ -178,7 +178,7 @@ def main() -> None:
                     report_all = lambda render=render, classes=classes: render(  # noqa: E731
                         billing_formats.report_of(
                             month, month.end, False,
-                            reports.billing_usage(conn, month, None, False, classes)[1], None,
+                            reports.billing_usage(conn, month, None, classes)[1], None,
                         )
                     )  # fmt: skip
                     times, cpus = timed(args.repeat, report_all, backend)
@@ -189,10 +189,8 @@ def main() -> None:
                         f"best {min(times):.2f} s; CPU median {statistics.median(cpus):.2f} s "
                         f"({args.repeat} runs, {load()})"
                     )
-                _, usages = reports.billing_usage(conn, month, None, False)
-                one, _ = timed(
-                    args.repeat, lambda: reports.billing_usage(conn, month, 1, True), backend
-                )
+                _, usages = reports.billing_usage(conn, month, None)
+                one, _ = timed(args.repeat, lambda: reports.billing_usage(conn, month, 1), backend)
                 print(
                     f"report billing --month {month.start:%Y-%m} --customer 1: median "
                     f"{statistics.median(one) * 1000:.1f} ms"

@@ -218,17 +218,16 @@ def billing_usage(
     conn: db.Connection,
     period: billing.Period,
     customer: int | None,
-    per_space: bool,
     classes: bool = True,
 ) -> tuple[datetime, list[billing.Usage]]:
-    """What every customer (or `customer`; per space with `per_space`) stored over `period`,
-    from one snapshot of the figures over time, reported up to the database clock's last whole
-    hour: that hour, and the usages. Per space, the steps are summed here; per customer, by
-    the database, with the byte-hours by storage class only where `classes`."""
+    """What every customer (or `customer`, per space) stored over `period`, from one snapshot
+    of the figures over time, reported up to the database clock's last whole hour: that hour,
+    and the usages. Per space, the steps are summed here; per customer, by the database, with
+    the byte-hours by storage class only where `classes`."""
     with db.snapshot(conn):
         now = db.server_now(conn)
         end = max(period.start, min(period.end, billing.floor_hour(now)))
-        if per_space:
+        if customer is not None:
             steps = db.billing_steps(conn, period.start, period.end, customer)
             commits = db.billing_commits(conn, period.start, end, customer)
             return end, billing.bill(period, steps, commits, now, per_space=True)

@@ -416,7 +416,7 @@ def test_the_database_sums_every_customer_as_the_library_does_step_by_step(
     request.getfixturevalue(fixture)
     period = Period(at(start), at(end))
     now = db.server_now(conn)
-    _, summed = reports.billing_usage(conn, period, None, per_space=False)
+    _, summed = reports.billing_usage(conn, period, None)
     steps_ = db.billing_steps(conn, period.start, period.end, None)
     commits_ = db.billing_commits(conn, period.start, period.end, None)
     assert summed == bill(period, steps_, commits_, now)

@@ -376,9 +376,7 @@ def report_billing(
     with connected(params) as conn:
         # The table shows no storage class: only JSON, CSV and prices by class need them.
         classes = as_json or as_csv or (priced is not None and priced.by_class)
-        reported_to, usages = reports.billing_usage(
-            conn, period, customer, customer is not None, classes
-        )
+        reported_to, usages = reports.billing_usage(conn, period, customer, classes)
     report = billing_formats.report_of(period, reported_to, customer is not None, usages, priced)
     if as_json:
         click.echo(billing_formats.as_json(report))
