@@ -357,7 +357,7 @@ def test_shards_of_one_customer_compute_it_at_once_and_commit_one_after_the_othe
     put(STORAGE, {"2/1/a0": 1, "2/2/a0": 10, "2/3/b": 100})
     steps: list[tuple[int, str]] = []  # (backend of the write, step), in the order they happen
     during_first_write: list[tuple[str, str, bool]] = []
-    execute, write_staged = db.figures.execute, db.write_staged
+    execute, step_figures = db.figures.execute, db.figures.step_figures
 
     def first_write_waits_for_the_second(
         connection: Conn, name: str, *args: Any, **kwargs: Any
@@ -375,13 +375,14 @@ def test_shards_of_one_customer_compute_it_at_once_and_commit_one_after_the_othe
                     time.sleep(0.02)
         return cursor
 
-    def recorded_write(connection: Conn, *args: Any, **kwargs: Any) -> Any:
-        changes = write_staged(connection, *args, **kwargs)
-        steps.append((connection.info.backend_pid, "committed"))
-        return changes
+    def last_step_of_the_write(connection: Conn, *args: Any, **kwargs: Any) -> None:
+        # The write's last statements, before its commit: recorded after the commit, this step
+        # could come after the next write's first, which the commit lets in.
+        step_figures(connection, *args, **kwargs)
+        steps.append((connection.info.backend_pid, "stepped"))
 
     monkeypatch.setattr(db.figures, "execute", first_write_waits_for_the_second)
-    monkeypatch.setattr(db, "write_staged", recorded_write)
+    monkeypatch.setattr(db.figures, "step_figures", last_step_of_the_write)
     with ThreadPoolExecutor(2) as pool:
         reports = list(pool.map(lambda i: run(settings, s3, shard=Shard(i, 2)), (0, 1)))
     assert [c.outcome for r in reports for c in r.customers] == [Outcome.DONE, Outcome.DONE]
@@ -397,9 +398,9 @@ def test_shards_of_one_customer_compute_it_at_once_and_commit_one_after_the_othe
     assert first != second
     assert steps == [
         (first, "writing"),
-        (first, "committed"),
+        (first, "stepped"),
         (second, "writing"),
-        (second, "committed"),
+        (second, "stepped"),
     ]
     assert customer_storage(conn)[(2, 0)] == (7, 111, 0)
 
