@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -21,9 +22,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from storage_calc import db, embedded
-from storage_calc.demo import free_port
 from storage_calc.model import Spaces
 from tests.databases import write_customer
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def main() -> None:

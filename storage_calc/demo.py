@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -64,12 +63,6 @@ def sample() -> tuple[list[str], dict[str, int], dict[str, int]]:
     return assets, artefacts, thumbnails
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def local_s3() -> Iterator[None]:
     """moto's S3 server on 127.0.0.1, with boto3's chain pointed at it until it stops."""
@@ -81,9 +74,10 @@ def local_s3() -> Iterator[None]:
         ) from exc
     # The server's request log would bury the demo's output.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    # Port 0: the server binds a port the kernel chooses, which no other process can take first.
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
+    port = server.get_host_and_port()[1]
     names = (
         "AWS_ENDPOINT_URL_S3",
         "AWS_ACCESS_KEY_ID",

@@ -30,7 +30,6 @@ from storage_calc import auth, db, embedded
 from storage_calc.api import create_app
 from storage_calc.cli import cli
 from storage_calc.config import Settings, parse_location
-from storage_calc.demo import free_port
 from storage_calc.model import Billable, LocationKind, Spaces
 from storage_calc.sources.listing import S3Client, make_s3_client
 from tests.api_keys import SALT, add_customers_table
@@ -259,9 +258,9 @@ def data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     """moto's S3 as a real HTTP server on 127.0.0.1, for tests that run the CLI as a process."""
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
+    port = server.get_host_and_port()[1]
     yield f"http://127.0.0.1:{port}"
     server.stop()
 
