@@ -11,7 +11,16 @@ import pytest
 
 from storage_calc import db, sqlfiles
 from storage_calc.errors import DatabaseError
-from storage_calc.model import Layout, Spaces
+from storage_calc.model import (
+    CustomerResult,
+    Figures,
+    Layout,
+    Outcome,
+    Scope,
+    ScopeChange,
+    SpaceOrphans,
+    Spaces,
+)
 from tests.databases import write_customer
 
 SEED = Layout()
@@ -290,6 +299,36 @@ def test_a_customer_another_run_took_while_the_connection_was_broken_is_lost(
         database.conn.execute("SELECT 1")
         assert database.lost == {2}
         assert customer_lock_holder(conn, 2) == other_run.info.backend_pid
+
+
+def test_a_customer_recorded_again_after_its_commit_answer_was_lost_is_recorded_once(
+    database_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    database = db.Database(database_url, delays=(0.01,))
+    database.run_id = db.start_run(database.conn, datetime.now(UTC), "all", None)
+    result = CustomerResult(
+        2, Outcome.DONE, objects=1,
+        changes=(ScopeChange(2, 5, Figures(), Figures(1, 10, 0)),),
+        orphans=(SpaceOrphans(2, 5, 1, 3, 1, ("2/5/x",)),),
+    )  # fmt: skip
+    attempts = []
+
+    def committed_then_lost(connection: psycopg.Connection[Any]) -> None:
+        db.record_customer(connection, database.run_id, Scope(), result)
+        attempts.append(connection.info.backend_pid)
+        if len(attempts) == 1:
+            broken(database, conn)
+            db.server_now(connection)
+
+    database.retried(committed_then_lost)
+    database.close()
+    assert len(attempts) == 2
+    recorded = "SELECT count(*) FROM storage_calc.{} WHERE run_id = %s"
+    counts = [
+        conn.execute(recorded.format(table), (database.run_id,)).fetchone()[0]
+        for table in ("customer_runs", "changes", "orphans")
+    ]
+    assert counts == [1, 1, 1]
 
 
 def test_a_customer_is_written_only_while_the_run_holding_its_lock_still_does(

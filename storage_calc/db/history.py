@@ -37,12 +37,13 @@ def start_run(conn: Connection, started: datetime, scope: str, shard: str | None
 
 def record_customer(conn: Connection, run_id: int, scope: Scope, result: CustomerResult) -> None:
     """Records what computing one customer gave: its outcome and, when done, the rows it
-    changed and the orphans it found."""
+    changed and the orphans it found. Once per run and customer: a retry after a commit whose
+    answer was lost records nothing more."""
     with (
         translated(f"recording the history of customer {result.customer} failed"),
         conn.transaction(),
     ):
-        execute(
+        recorded = execute(
             conn,
             "insert_customer_run",
             run_id=run_id,
@@ -60,7 +61,9 @@ def record_customer(conn: Connection, run_id: int, scope: Scope, result: Custome
             error=result.error,
             misfiled=result.misfiled.count,
             misfiled_examples=list(result.misfiled.examples),
-        )
+        ).fetchone()
+        if recorded is None:
+            return
         for change in result.changes:
             before, after = change.before, change.after
             execute(

@@ -432,13 +432,16 @@ UPDATE storage_calc.runs SET
 WHERE id = %(run_id)s;
 
 -- name: insert_customer_run
--- Records the outcome of one customer of a run.
+-- Records the outcome of one customer of a run, and returns a row unless it was recorded
+-- already: by an attempt whose commit went through but whose answer the connection lost.
 INSERT INTO storage_calc.customer_runs (run_id, customer, space, asset, outcome, objects, bytes,
                                         assets, orphans, orphan_bytes, unattributed, seconds, error,
                                         misfiled, misfiled_examples)
 VALUES (%(run_id)s, %(customer)s, %(space)s, %(asset)s, %(outcome)s, %(objects)s, %(bytes)s,
         %(assets)s, %(orphans)s, %(orphan_bytes)s, %(unattributed)s, %(seconds)s, %(error)s,
-        %(misfiled)s, %(misfiled_examples)s);
+        %(misfiled)s, %(misfiled_examples)s)
+ON CONFLICT (run_id, customer) DO NOTHING
+RETURNING run_id;
 
 -- name: prune_runs
 -- Deletes old runs; their changes, orphans and customer results go with them (ON DELETE CASCADE).
