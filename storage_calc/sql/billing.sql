@@ -220,8 +220,8 @@ WITH steps AS (
 ), classes AS (
     SELECT customer, month::int AS month, jsonb_object_agg(name, byte_hours) AS classes
     FROM (
-        -- jsonb_each_text in the select list, not in a lateral join: evaluated per row
-        -- without a tuplestore per call, it takes half the time.
+        -- jsonb_each_text in the select list, not in a lateral join: a set-returning function
+        -- there is evaluated per row without materializing each call's result.
         SELECT customer, month, (c).key AS name, sum((c).value::numeric * hours) AS byte_hours
         FROM (
             SELECT p.customer, p.month, p.hours, jsonb_each_text(p.by_storage_class) AS c

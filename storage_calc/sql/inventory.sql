@@ -1,7 +1,7 @@
 -- DuckDB statements of storage_calc.inventory_sums, by name. Values are bound ($name), except in
 -- the statements over every object (located_objects, partition_objects, sum_partition,
 -- add_assets, locate_versions), which read theirs as variables (getvariable('name')): bound as
--- parameters, the same partition write took 38 to 44 s instead of 18 to 23 s. In
+-- parameters, the same partition write took about twice as long (benchmarks/README.md). In
 -- partition_objects, `{located}` is the UNION ALL of one located_objects per location, whose `{i}`
 -- is the location's number, `{bit}` its bit in a group's `locations`, `{objects}` the
 -- relation of its data files (`relation` in inventory_sums), `{rel}` and `{adjunct}` the

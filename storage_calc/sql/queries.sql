@@ -223,12 +223,13 @@ FROM STDIN (FORMAT csv);
 -- enable_nestloop and enable_mergejoin off: before the statistics catch up (they say a customer
 -- has no ImageStorage row until its first write is analyzed), the planner can choose a nested
 -- loop that rereads one side for every row of the other, or a merge join on "Space" alone that
--- compares every row of a space with every registered asset of it (126 s for a customer of
--- 26,824 assets in one space, 0.15 s hashed). A hash join stays linear whatever the estimates.
+-- compares every row of a space with every registered asset of it, minutes where a hash join
+-- takes a fraction of a second (benchmarks/README.md). A hash join stays linear whatever the
+-- estimates.
 -- work_mem 64MB: a hash join over a million rows stays in memory, in one batch (a hash table may
 -- take work_mem times hash_mem_multiplier). Split into batches, the UPDATE meets the rows in the
 -- order of the batches, not of the table, and once the table outgrows shared_buffers each page
--- is read and written back once per batch: 6.0 s instead of 3.5 s for a million rows.
+-- is read and written back once per batch.
 -- plan_cache_mode force_custom_plan: psycopg prepares a statement run five times on a
 -- connection, and PostgreSQL may then plan it once for any customer. A plan made for a customer
 -- of a few hundred rows hashes the eight million of the next one in a table sized for hundreds:
@@ -273,8 +274,8 @@ WHERE s."Customer" = %(customer)s AND s."Id" = f."Id" AND s."Space" = f."Space";
 -- inserts one of these rows meanwhile, the unique violation sends the write to
 -- upsert_image_storage instead. Rows of assets unregistered since the listing started are
 -- removed afterwards by delete_unregistered. In "Id" order, so that the key's index fills page by
--- page instead of dirtying pages at random: a first write of 8,000,000 assets took 63 to 69 s so
--- (2.3 GB of WAL), 176 s unordered.
+-- page instead of dirtying pages at random (a first write of millions of assets takes a third of
+-- the time so and writes less WAL; benchmarks/README.md).
 INSERT INTO "ImageStorage" ("Id", "Customer", "Space", "ThumbnailSize", "Size",
                             "AdjunctSize",  -- with: asset_adjuncts
                             "LastChecked", "CheckingInProgress")
