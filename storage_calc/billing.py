@@ -63,10 +63,14 @@ class Step:
         }
         for name, value in zip(
             BILLABLE_FIGURES,
-            (self.current_bytes, self.noncurrent_bytes, self.incomplete_upload_bytes,
-             self.billed_bytes),
+            (
+                self.current_bytes,
+                self.noncurrent_bytes,
+                self.incomplete_upload_bytes,
+                self.billed_bytes,
+            ),
             strict=True,
-        ):  # fmt: skip
+        ):
             if value is not None:
                 values[name] = value
         return values

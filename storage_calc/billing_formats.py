@@ -150,9 +150,19 @@ def csv_text(report: BillingReport) -> str:
     the current bytes the same; the cost and currency where priced."""
     classes = sorted({name for u in report.usages for name in u.class_byte_hours})
     header = [
-        "from", "to", "customer", "space", "hours", "hours_covered", "first_figure",
-        "last_figure", "commits", "longest_gap_hours", "image_hours", "average_images",
-    ]  # fmt: skip
+        "from",
+        "to",
+        "customer",
+        "space",
+        "hours",
+        "hours_covered",
+        "first_figure",
+        "last_figure",
+        "commits",
+        "longest_gap_hours",
+        "image_hours",
+        "average_images",
+    ]
     for name in BYTE_FIGURES:
         header += [f"{name}_byte_hours", f"{name}_average_bytes", f"{name}_gb_months"]
     for name in classes:
@@ -165,14 +175,19 @@ def csv_text(report: BillingReport) -> str:
     for usage in report.usages:
         gap = usage.longest_gap
         line: list[Any] = [
-            report.period.start.isoformat(), report.period.end.isoformat(), usage.customer,
+            report.period.start.isoformat(),
+            report.period.end.isoformat(),
+            usage.customer,
             "" if not usage.space_level or usage.space is None else usage.space,
-            report.period.hours, usage.hours_covered,
+            report.period.hours,
+            usage.hours_covered,
             usage.first_figure.isoformat() if usage.first_figure else "",
-            usage.last_figure.isoformat() if usage.last_figure else "", usage.commits,
+            usage.last_figure.isoformat() if usage.last_figure else "",
+            usage.commits,
             "" if gap is None else f"{float(gap.hours):.3f}",
-            usage.byte_hours.get("images", 0), usage.average.get("images", 0),
-        ]  # fmt: skip
+            usage.byte_hours.get("images", 0),
+            usage.average.get("images", 0),
+        ]
         for name in BYTE_FIGURES:
             present = name in usage.byte_hours
             line += [

@@ -29,9 +29,14 @@ def billing_steps(
     """The steps a period needs: each space's step in force at `start` and those before
     `end`."""
     return fetch(
-        conn, "billing_steps", Step, "the figures over time", start=start, end=end,
+        conn,
+        "billing_steps",
+        Step,
+        "the figures over time",
+        start=start,
+        end=end,
         customer=customer,
-    )  # fmt: skip
+    )
 
 
 def billing_commits(
@@ -39,9 +44,14 @@ def billing_commits(
 ) -> list[Commit]:
     """The commits of figures from `start` up to `end`."""
     return fetch(
-        conn, "billing_commits", Commit, "the commits of figures", start=start, end=end,
+        conn,
+        "billing_commits",
+        Commit,
+        "the commits of figures",
+        start=start,
+        end=end,
         customer=customer,
-    )  # fmt: skip
+    )
 
 
 def _hour(moment: datetime) -> int:
@@ -57,11 +67,15 @@ def billing_totals(
     longest gap (see billing.from_totals)."""
     months = period.months()
     params = {
-        "start": period.start, "end": period.end, "customer": customer, "classes": classes,
-        "start_h": _hour(period.start), "end_h": _hour(end),
+        "start": period.start,
+        "end": period.end,
+        "customer": customer,
+        "classes": classes,
+        "start_h": _hour(period.start),
+        "end_h": _hour(end),
         "month_from": [_hour(a) for a, _, _ in months],
         "month_to": [_hour(b) for _, b, _ in months],
-    }  # fmt: skip
+    }
     summed = [name for name in FIGURES if name != "stored"]
     with translated("summing the figures over time failed"):
         rows = execute(conn, "billing_totals", **params).fetchall()
@@ -81,8 +95,11 @@ def billing_totals(
             ]
             totals.append(
                 Totals(
-                    customer=first[0], seen_from=first[1], covered_from=first[2],
-                    first_figure=first[3], last_figure=first[4],
+                    customer=first[0],
+                    seen_from=first[1],
+                    covered_from=first[2],
+                    first_figure=first[3],
+                    last_figure=first[4],
                     months=[row[5] for row in months_],
                     figures=figures if months_ else {},
                     classes=[
@@ -90,10 +107,15 @@ def billing_totals(
                         for row in months_
                     ],
                 )
-            )  # fmt: skip
+            )
         seen = execute(
-            conn, "billing_gaps", customers=[t.customer for t in totals],
-            seen=[t.seen_from for t in totals], start=period.start, end=end, one=customer,
-        ).fetchall()  # fmt: skip
+            conn,
+            "billing_gaps",
+            customers=[t.customer for t in totals],
+            seen=[t.seen_from for t in totals],
+            start=period.start,
+            end=end,
+            one=customer,
+        ).fetchall()
     gaps: dict[int, tuple[int, Gap | None]] = {c: (n, Gap(a, b)) for c, n, a, b in seen}
     return totals, gaps
