@@ -50,7 +50,7 @@ log = structlog.get_logger("storage_calc")
 REQUESTS_PER_CUSTOMER = 2
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Job:
     """What every customer of a run shares: where its objects come from (`source`), the
     threads that compute customers at once, each with a connection of `connections`, and the
@@ -387,7 +387,9 @@ def start_customer(
     try:
         if not database.lock_customer(customer, shared):
             log.warning("customer_locked", customer=customer, reason="another run is computing it")
-            pending.result = CustomerResult(customer, Outcome.LOCKED, error="locked by another run")
+            pending.result = CustomerResult(
+                customer=customer, outcome=Outcome.LOCKED, error="locked by another run"
+            )
             return pending
         pending.checked = job.source.checked() or database.retried(db.server_now)
         pending.misfiled = database.retried(
@@ -503,7 +505,7 @@ def give_up(database: db.Database, pending: Pending, exc: Exception) -> Customer
     if not isinstance(exc, StorageCalcError):
         error = f"unexpected error: {type(exc).__name__}: {exc}"
         log.error("customer_error", customer=pending.customer, error=error, exc_info=exc)
-    return CustomerResult(pending.customer, Outcome.FAILED, error=error)
+    return CustomerResult(customer=pending.customer, outcome=Outcome.FAILED, error=error)
 
 
 def clear_flags(database: db.Database, customer: int) -> None:

@@ -216,7 +216,7 @@ class ScopeChange:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SpaceOrphans:
     """Objects in a space that match the key grammar but belong to no registered asset."""
 
@@ -275,7 +275,7 @@ class Billable:
     by_storage_class: Mapping[str, int]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CustomerResult:
     """What computing one customer (or one of its spaces or assets) gave."""
 
@@ -327,7 +327,7 @@ class Uncounted:
     error: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunReport:
     """The outcome of one run over a scope."""
 
@@ -520,7 +520,7 @@ class Migration:
     name: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SchemaStatus:
     """What `db status` shows: the platform's tables and their layout (or why the job cannot
     write it), and the versions of the project's schema, applied and to apply."""

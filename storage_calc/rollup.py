@@ -129,12 +129,12 @@ class Tally:
     def space_orphans(self) -> tuple[SpaceOrphans, ...]:
         return tuple(
             SpaceOrphans(
-                c,
-                s,
-                o.objects,
-                o.bytes,
-                min(len(o.assets), ORPHAN_ASSETS_COUNTED),
-                tuple(sorted(o.examples.values())),
+                customer=c,
+                space=s,
+                objects=o.objects,
+                bytes=o.bytes,
+                assets=min(len(o.assets), ORPHAN_ASSETS_COUNTED),
+                examples=tuple(sorted(o.examples.values())),
             )
             for (c, s), o in sorted(self.orphans.items())
         )

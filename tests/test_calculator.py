@@ -89,7 +89,10 @@ def test_orphans_and_unattributed_keys_are_reported_not_totalled(
 ) -> None:
     report = run(settings, s3)
     (result,) = report.customers
-    assert result.orphans == (SpaceOrphans(2, 5, 1, 7, 1, ("s3://dlcs-storage/2/5/foobar",)),)
+    foobar = ("s3://dlcs-storage/2/5/foobar",)
+    assert result.orphans == (
+        SpaceOrphans(customer=2, space=5, objects=1, bytes=7, assets=1, examples=foobar),
+    )
     assert (result.unattributed_objects, result.unattributed_bytes) == (1, 50)
     assert (report.objects, report.bytes, report.assets) == (10, 1677, 4)
 

@@ -306,11 +306,14 @@ def test_a_customer_recorded_again_after_its_commit_answer_was_lost_is_recorded_
 ) -> None:
     database = db.Database(database_url, delays=(0.01,))
     database.run_id = db.start_run(database.conn, datetime.now(UTC), "all", None)
+    orphan = SpaceOrphans(customer=2, space=5, objects=1, bytes=3, assets=1, examples=("2/5/x",))
     result = CustomerResult(
-        2, Outcome.DONE, objects=1,
+        customer=2,
+        outcome=Outcome.DONE,
+        objects=1,
         changes=(ScopeChange(2, 5, Figures(), Figures(1, 10, 0)),),
-        orphans=(SpaceOrphans(2, 5, 1, 3, 1, ("2/5/x",)),),
-    )  # fmt: skip
+        orphans=(orphan,),
+    )
     attempts = []
 
     def committed_then_lost(connection: psycopg.Connection[Any]) -> None:

@@ -154,7 +154,9 @@ def test_schedule_metrics_show_the_run_going_on_and_reset_after_it(report: RunRe
 def test_pushes_of_different_scopes_and_shards_are_kept_apart(
     report: RunReport, scope: Scope, shard: Shard | None, key: dict[str, str]
 ) -> None:
-    run = RunReport(scope, shard, False, report.started, report.finished)
+    run = RunReport(
+        scope=scope, shard=shard, dry_run=False, started=report.started, finished=report.finished
+    )
     assert metrics.grouping_key(run) == key
 
 

@@ -27,8 +27,12 @@ def test_orphans_are_summarised_per_space_and_never_totalled() -> None:
     tally.add(ART, "s", "", [("2/5/gone", 7), ("2/5/gone/original", 8), ("2/6/other", 1)])
     assert list(tally.asset_rows()) == [("2/5/foo", 5, 0, 0, 0)]
     assert tally.space_orphans() == (
-        SpaceOrphans(2, 5, 2, 15, 1, ("s3://s/2/5/gone",)),
-        SpaceOrphans(2, 6, 1, 1, 1, ("s3://s/2/6/other",)),
+        SpaceOrphans(
+            customer=2, space=5, objects=2, bytes=15, assets=1, examples=("s3://s/2/5/gone",)
+        ),
+        SpaceOrphans(
+            customer=2, space=6, objects=1, bytes=1, assets=1, examples=("s3://s/2/6/other",)
+        ),
     )
 
 

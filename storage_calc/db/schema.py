@@ -136,4 +136,11 @@ def schema_status(conn: Connection) -> SchemaStatus:
         except ConfigError as exc:
             layout_error = str(exc)
     pending = tuple(m for m in migrations() if m.version not in applied)
-    return SchemaStatus(present, layout, layout_error, has_schema, applied, pending)
+    return SchemaStatus(
+        platform_tables=present,
+        layout=layout,
+        layout_error=layout_error,
+        has_schema=has_schema,
+        applied=applied,
+        pending=pending,
+    )

@@ -46,7 +46,7 @@ OPTIONS = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Inventory:
     """A run's reports, summed (`sums`, in `directory`), as the run's source: `created` is
     when the oldest of the reports was created, the `LastChecked` of every figure computed from
@@ -152,7 +152,15 @@ def opened(
             summing += time.monotonic() - began
             log.info("inventory_attributed", objects=sums.objects, seconds=round(summing, 3))
             created = min(report.created for _, report in reports)
-            yield Inventory(sums, created, directory, settings, layout, s3, stop)
+            yield Inventory(
+                sums=sums,
+                created=created,
+                directory=directory,
+                settings=settings,
+                layout=layout,
+                s3=s3,
+                stop=stop,
+            )
         finally:
             sums.close()
 

@@ -336,12 +336,12 @@ class InventorySums:
             cursor.close()
         spaces_orphans = tuple(
             SpaceOrphans(
-                customer,
-                space,
-                int(objects),
-                int(size),
-                min(assets, ORPHAN_ASSETS_COUNTED),
-                tuple(examples),
+                customer=customer,
+                space=space,
+                objects=int(objects),
+                bytes=int(size),
+                assets=min(assets, ORPHAN_ASSETS_COUNTED),
+                examples=tuple(examples),
             )
             for space, objects, size, assets, examples in orphans
         )
