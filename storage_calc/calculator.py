@@ -39,9 +39,9 @@ from storage_calc.progress import RunProgress
 from storage_calc.rollup import Tally
 from storage_calc.shards import shard_spaces
 from storage_calc.sources import Outside, Source
-from storage_calc.sources.inventory_source import opened
+from storage_calc.sources.configured import configured_source
 from storage_calc.sources.listing import S3Client
-from storage_calc.sources.walk import WAKE_SECONDS, Listing, waited
+from storage_calc.stopping import WAKE_SECONDS, waited
 
 log = structlog.get_logger("storage_calc")
 
@@ -104,11 +104,9 @@ def run(
             pool = stack.enter_context(
                 ThreadPoolExecutor(settings.workers, thread_name_prefix="list")
             )
-            source: Source
-            if settings.source == "inventory":
-                source = stack.enter_context(opened(settings, s3, layout, stop))
-            else:
-                source = Listing(settings, layout, s3, pool, stop, progress)
+            source = stack.enter_context(
+                configured_source(settings, layout, s3, pool, stop, progress)
+            )
             started = database.retried(db.server_now)
             shard_text = str(shard) if shard else None
             run_id = (

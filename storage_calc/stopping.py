@@ -1,5 +1,5 @@
 """Graceful stop: SIGTERM (what Kubernetes and systemd send) or SIGINT set an event that the
-calculator checks between two listed pages."""
+calculator checks between two listed pages, and waits short enough to see it."""
 
 from __future__ import annotations
 
@@ -7,14 +7,33 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, wait
 from contextlib import contextmanager
 from types import FrameType
+from typing import TypeVar
 
 import structlog
 
 log = structlog.get_logger("storage_calc")
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# How often a thread waiting for a listing wakes up. CPython runs signal handlers on the main
+# thread only, between two bytecodes, and a wait without a timeout is not interrupted by a
+# SIGTERM that the kernel hands to another thread (any thread may take a signal sent to the
+# process): without waking, the main thread would see a stop only once the listing it waits for
+# has ended, however long its requests take.
+WAKE_SECONDS = 0.1
+
+T = TypeVar("T")
+
+
+def waited(future: Future[T]) -> T:
+    """The result of `future`, waited for in steps of `WAKE_SECONDS`, so that a stop requested
+    by a signal meanwhile is seen at once (its handler runs between two steps) rather than when
+    the future ends."""
+    while not wait([future], timeout=WAKE_SECONDS).done:
+        pass
+    return future.result()
 
 
 @contextmanager

@@ -29,26 +29,11 @@ from storage_calc.rollup import Tally
 from storage_calc.sources import Outside, check_stop
 from storage_calc.sources.listing import Page, S3Client, list_pages
 from storage_calc.sources.versions import billable_of
+from storage_calc.stopping import waited
 
 log = structlog.get_logger("storage_calc")
 
-# How often a thread waiting for a listing wakes up. CPython runs signal handlers on the main
-# thread only, between two bytecodes, and a wait without a timeout is not interrupted by a
-# SIGTERM that the kernel hands to another thread (any thread may take a signal sent to the
-# process): without waking, the main thread would see a stop only once the listing it waits for
-# has ended, however long its requests take.
-WAKE_SECONDS = 0.1
-
 T = TypeVar("T")
-
-
-def waited(future: Future[T]) -> T:
-    """The result of `future`, waited for in steps of `WAKE_SECONDS`, so that a stop requested
-    by a signal meanwhile is seen at once (its handler runs between two steps) rather than when
-    the future ends."""
-    while not wait([future], timeout=WAKE_SECONDS).done:
-        pass
-    return future.result()
 
 
 @dataclass(frozen=True)
