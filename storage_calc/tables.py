@@ -1,4 +1,5 @@
-"""Report rows as aligned text tables for people: sizes in binary units, times in UTC. Pure.
+"""Report rows as aligned text tables for people: sizes in binary units, times in UTC. Formats
+what it is given and reads nothing: `reports` is imported for the types of its rows only.
 
 Scripts read `--json` instead, which keeps exact bytes.
 """

@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg
 from psycopg.conninfo import make_conninfo
+from psycopg.rows import class_row
 
 from storage_calc import db
 from storage_calc.model import Billable, Layout, ScopeChange, Spaces
@@ -39,9 +40,21 @@ def created_database(server_url: str, template: str | None = None) -> Iterator[s
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+BILLABLE_ROWS = """
+SELECT customer, space, current_objects, current_bytes, billed_bytes, noncurrent_versions,
+       noncurrent_bytes, delete_markers, incomplete_uploads, incomplete_upload_bytes,
+       oldest_upload, by_storage_class
+FROM storage_calc.billable_storage
+WHERE %(customer)s::int IS NULL OR customer = %(customer)s
+ORDER BY customer, space NULLS FIRST
+"""
+
+
 def billable_rows(conn: psycopg.Connection[Any], customer: int | None) -> list[Billable]:
-    """The billable rows of `customer` (None: of every customer), by customer and space."""
-    return db.fetch(conn, "billable_rows", Billable, "the billable bytes", customer=customer)
+    """The billable rows of `customer` (None: of every customer), by customer, then space with
+    none first."""
+    with conn.cursor(row_factory=class_row(Billable)) as cur:
+        return cur.execute(BILLABLE_ROWS, {"customer": customer}).fetchall()
 
 
 def write_customer(

@@ -604,15 +604,6 @@ INSERT INTO storage_calc.billable_storage (
     %(incomplete_upload_bytes)s, %(oldest_upload)s, %(by_storage_class)s, %(checked)s
 );
 
--- name: billable_rows
--- The billable rows of one customer (or of all), by customer, then space with none first.
-SELECT customer, space, current_objects, current_bytes, billed_bytes, noncurrent_versions,
-       noncurrent_bytes, delete_markers, incomplete_uploads, incomplete_upload_bytes,
-       oldest_upload, by_storage_class
-FROM storage_calc.billable_storage
-WHERE %(customer)s::int IS NULL OR customer = %(customer)s
-ORDER BY customer, space NULLS FIRST;
-
 -- name: billable_report
 -- The billable rows of one customer (or of all) with when they were listed and written.
 SELECT customer, space, current_objects, current_bytes, billed_bytes, noncurrent_versions,
