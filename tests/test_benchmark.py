@@ -102,6 +102,7 @@ def test_a_dataset_holds_every_odd_kind_of_name_and_the_strays() -> None:
     )
 
 
+@pytest.mark.slow
 def test_the_billing_benchmark_runs_and_its_byte_hours_match_a_sum_in_sql() -> None:
     command = [sys.executable, "-m", "benchmarks.billing", "--customers", "20", "--spaces", "3",
                "--nights", "40", "--repeat", "1"]  # fmt: skip

@@ -164,7 +164,7 @@ def test_ranges_beyond_the_last_key_of_a_space_are_not_listed(
         "provide-client-params.s3.ListObjectsV2",
         lambda params, **_: listings.append((params["Bucket"], params["Prefix"])),
     )
-    # 4 workers over 2 locations: 2 ranges in flight (calculator.ranges_in_flight). A third
+    # 4 workers over 2 locations: 2 ranges in flight (walk.Listing.ranges_in_flight). A third
     # range starts only once one has ended and shown that no key follows it.
     report = calculator.run(replace(settings, workers=4), s3, scope=Scope(customer=2))
     assert (report.assets, report.bytes) == (200, 8), report.customers
