@@ -1,9 +1,11 @@
 """Keys with `+`, `%`, spaces, `%2B` spelled out, non-ASCII letters and characters XML 1.0
-cannot carry, on SeaweedFS: it url-encodes the keys of a listing but echoes the requested prefix
-as it was sent, so the answer check must accept its spelling of a correct answer."""
+cannot carry, on SeaweedFS, by every kind of run: it url-encodes the keys of a listing but
+echoes the requested prefix as it was sent, so the answer check must accept its spelling of a
+correct answer."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -13,13 +15,15 @@ import pytest
 from click.testing import Result
 
 from storage_calc import calculator
-from storage_calc.config import Settings
+from storage_calc.config import Settings, parse_destination
 from storage_calc.model import AssetKey, Scope
 from storage_calc.sources.listing import make_s3_client
 from tests import odd_names
-from tests.conftest import tuned
+from tests.conftest import INVENTORY, tuned
+from tests.inventories import report_of_bucket
 from tests.odd_names import MARKS
 from tests.s3_proxy import S3Proxy
+from tests.test_inventory_run import NOW
 
 Conn = psycopg.Connection[Any]
 
@@ -61,6 +65,24 @@ def test_a_run_of_the_asset_counts_its_key_and_the_objects_under_it(
     assets, _ = odd_names.figures(conn)
     assert assets == {odd_names.asset_of(mark): odd_names.ASSET_FIGURES}
     assert odd_names.flags_left(conn) == 0
+
+
+def test_a_run_from_inventories_attributes_every_role(
+    mark: str, weed_settings: Settings, buckets: tuple[str, str], conn: Conn,
+    through_proxy: S3Proxy,
+) -> None:  # fmt: skip
+    """Reports of both buckets as SeaweedFS lists them, written to an inventory bucket on it."""
+    s3 = make_s3_client(4)
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+        s3.create_bucket(Bucket=INVENTORY)
+    storage, thumbs = (parse_destination(report_of_bucket(s3, b, created=NOW)) for b in buckets)
+    settings = replace(
+        weed_settings, source="inventory", storage_inventory=storage, thumbs_inventory=thumbs
+    )
+    report = calculator.run(settings, s3)
+    assert report.outcome == "done", report.error_summary
+    assert odd_names.figures(conn) == odd_names.attributed(mark)
+    assert odd_names.orphans_and_outside(report) == (odd_names.ORPHAN, odd_names.OUTSIDE)
 
 
 def test_the_command_exits_0_on_a_bucket_of_every_kind_of_name(
