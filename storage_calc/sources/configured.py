@@ -27,7 +27,7 @@ def configured_source(
 ) -> Iterator[Source]:
     """The source of `settings.source` for the duration of the block: a listing on `pool`, or
     the newest inventory reports, checked, downloaded and summed (see `inventory_source.opened`),
-    removed when the block ends."""
+    their files removed when the block ends."""
     if settings.source == "inventory":
         with opened(settings, s3, layout, stop) as inventory:
             yield inventory

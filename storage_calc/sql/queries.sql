@@ -274,8 +274,8 @@ WHERE s."Customer" = %(customer)s AND s."Id" = f."Id" AND s."Space" = f."Space";
 -- inserts one of these rows meanwhile, the unique violation sends the write to
 -- upsert_image_storage instead. Rows of assets unregistered since the listing started are
 -- removed afterwards by delete_unregistered. In "Id" order, so that the key's index fills page by
--- page instead of dirtying pages at random (a first write of millions of assets takes a third of
--- the time so and writes less WAL; benchmarks/README.md).
+-- page instead of dirtying pages at random (a first write of millions of assets takes about a
+-- third of the time so; benchmarks/README.md).
 INSERT INTO "ImageStorage" ("Id", "Customer", "Space", "ThumbnailSize", "Size",
                             "AdjunctSize",  -- with: asset_adjuncts
                             "LastChecked", "CheckingInProgress")
