@@ -84,10 +84,16 @@ def customer_level(url: str) -> bool:
 @pytest.fixture
 def killed_while_listing(s3: S3Client, database_url: str) -> Iterator[list[int]]:
     """Terminates every backend of the job once the first customers in flight are all listing:
-    their first listings wait for one another, then the last one to arrive terminates the run's
-    connection and the connection of each of them. Yields the number of backends terminated."""
-    barrier = threading.Barrier(IN_FLIGHT, timeout=20)
+    their first listings wait for one another, and the last one to arrive terminates the run's
+    connection and the connection of each of them before any of them goes on (the barrier's
+    action). Yields the number of backends terminated."""
     terminated: list[int] = []
+
+    def kill() -> None:
+        with psycopg.connect(database_url, autocommit=True) as killer:
+            terminated.append(terminate(killer, job_backends(killer)))
+
+    barrier = threading.Barrier(IN_FLIGHT, action=kill, timeout=20)
     listing: set[str] = set()
     lock = threading.Lock()
 
@@ -97,9 +103,8 @@ def killed_while_listing(s3: S3Client, database_url: str) -> Iterator[list[int]]
         with lock:
             first = request.url not in listing
             listing.add(request.url)
-        if first and barrier.wait() == 0:
-            with psycopg.connect(database_url, autocommit=True) as killer:
-                terminated.append(terminate(killer, job_backends(killer)))
+        if first:
+            barrier.wait()
 
     s3.meta.events.register("before-send.s3.ListObjectsV2", hold)
     yield terminated
